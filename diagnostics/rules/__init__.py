@@ -1,0 +1,1 @@
+"""Rules turn facts into findings. Each module ends with the `CHECKS` that the front-ends run."""

@@ -1,0 +1,121 @@
+"""Rules about the Python environment itself: interpreter, packages, torch/transformers, RAM, disk."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from ..model import Finding, Status
+from ..probes.environment import probe_environment
+from ..registry import Check
+from ..util import fmt_bytes
+
+# Headroom a checkpoint needs in RAM beyond its size while ldm loads it (state dict + model).
+RAM_FACTOR = 2.0
+
+
+def rule_python(python: Dict[str, Any]) -> Finding:
+    where = {"conda": "conda env", "venv": "virtualenv", "system": "system interpreter"}[python["env_kind"]]
+    label = f"{where} {python['env_name']!r}" if python["env_name"] else where
+    evidence = {k: python[k] for k in ("version", "implementation", "executable", "env_kind", "env_name", "prefix")}
+    if tuple(python["version_info"]) < (3, 8):
+        return Finding(
+            "env.python", Status.FAIL, "Python",
+            f"Python {python['version']} is older than 3.8, which this harness and current torch need.",
+            evidence=evidence,
+            cause="Python 3.7 and older are end-of-life; no supported torch/transformers wheels exist for them.",
+            fix="Create an environment with Python 3.8 or newer, e.g. `conda create -n ldm python=3.10`.",
+        )
+    return Finding(
+        "env.python", Status.OK, "Python",
+        f"{python['implementation']} {python['version']} in {label} ({python['executable']})",
+        evidence=evidence,
+    )
+
+
+def rule_packages(packages: Dict[str, Optional[str]], torch: Dict[str, Any]) -> Finding:
+    present = {k: v for k, v in packages.items() if v}
+    absent = sorted(k for k, v in packages.items() if not v)
+    build = ""
+    if torch.get("installed"):
+        build = f"; torch is a {torch['kind']} build" + (f" for CUDA {torch['cuda']}" if torch.get("cuda") else "")
+    summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "none of the LDM stack is installed"
+    return Finding(
+        "env.packages", Status.INFO if present else Status.WARN, "LDM stack versions",
+        summary + build,
+        evidence={"installed": present, "not_installed": absent, "torch_build": torch},
+        cause="" if present else "No package of the latent-diffusion stack is installed in this interpreter.",
+        fix="" if present else "Activate the environment the model runs in, or install its requirements.",
+    )
+
+
+def _missing(code: str, package: str, packages: Dict[str, Optional[str]], why: str, fix: str) -> Finding:
+    version = packages.get(package)
+    if version:
+        return Finding(code, Status.OK, f"{package} installed", f"{package} {version} is installed.",
+                       evidence={"version": version})
+    return Finding(
+        code, Status.FAIL, f"{package} installed", f"{package} is not installed in this environment.",
+        evidence={"version": None},
+        cause=why,
+        fix=fix,
+    )
+
+
+def rule_torch_missing(packages: Dict[str, Optional[str]]) -> Finding:
+    return _missing(
+        "env.torch-missing", "torch", packages,
+        "The ldm code, every checkpoint load and every model step need PyTorch.",
+        "Install the torch build that matches your GPU driver, e.g. "
+        "`pip install torch --index-url https://download.pytorch.org/whl/cu121` "
+        "(CPU only: `--index-url https://download.pytorch.org/whl/cpu`).",
+    )
+
+
+def rule_transformers_missing(packages: Dict[str, Optional[str]]) -> Finding:
+    return _missing(
+        "env.transformers-missing", "transformers", packages,
+        "ldm's FrozenCLIPEmbedder imports CLIPTokenizer and CLIPTextModel from transformers.",
+        "Install the version your code was written for, e.g. `pip install transformers==4.19.2` for the "
+        "original Stable Diffusion environment.",
+    )
+
+
+def rule_resources(memory: Dict[str, Any], disk: Dict[str, Any], checkpoint_size: Optional[int]) -> Finding:
+    evidence = {
+        "ram_total": fmt_bytes(memory.get("total")),
+        "ram_available": fmt_bytes(memory.get("available")),
+        "disk_free_cwd": fmt_bytes(disk.get("cwd_free")),
+        "checkpoint_size": fmt_bytes(checkpoint_size) if checkpoint_size is not None else None,
+        "source": memory.get("source"),
+    }
+    available = memory.get("available")
+    if checkpoint_size and available is not None and available < checkpoint_size * RAM_FACTOR:
+        return Finding(
+            "env.resources", Status.WARN, "RAM and disk",
+            f"{fmt_bytes(available)} RAM available for a {fmt_bytes(checkpoint_size)} checkpoint; loading needs "
+            f"about {fmt_bytes(checkpoint_size * RAM_FACTOR)}.",
+            evidence=evidence,
+            cause="ldm loads the whole state dict into RAM (torch.load) before copying it into the model.",
+            fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GB for SD 1.x).",
+        )
+    return Finding(
+        "env.resources", Status.OK, "RAM and disk",
+        f"{evidence['ram_available']} of {evidence['ram_total']} RAM available, "
+        f"{evidence['disk_free_cwd']} free on the working directory's disk.",
+        evidence=evidence,
+    )
+
+
+def _env(ctx):
+    return ctx.fact("environment", probe_environment)
+
+
+CHECKS: List[Check] = [
+    Check("env.python", "Python", lambda ctx: [rule_python(_env(ctx)["python"])]),
+    Check("env.packages", "LDM stack versions", lambda ctx: [rule_packages(_env(ctx)["packages"], _env(ctx)["torch"])]),
+    Check("env.torch-missing", "torch installed", lambda ctx: [rule_torch_missing(_env(ctx)["packages"])]),
+    Check("env.transformers-missing", "transformers installed",
+          lambda ctx: [rule_transformers_missing(_env(ctx)["packages"])]),
+    Check("env.resources", "RAM and disk",
+          lambda ctx: [rule_resources(_env(ctx)["memory"], _env(ctx)["disk"], _env(ctx)["checkpoint_size"])]),
+]
