@@ -140,22 +140,22 @@ def rule_hub_cached_download(versions: Versions, hub_requirements: List[Dict[str
     tv = versions.get("transformers")
     if tv and version_at_least(hub, "1.0") and not version_at_least(tv, "4.22"):
         problems.append(f"transformers {tv} imports `HfFolder`/`Repository`, which huggingface_hub {hub} lacks")
-    for req in hub_requirements:
-        problems.append(f"{req['dist']} {req['version']} requires huggingface-hub{req['spec']}")
+    declared = [f"{r['dist']} {r['version']} requires huggingface-hub{r['spec']}" for r in hub_requirements]
     evidence = {"huggingface_hub": hub, "diffusers": diffusers, "transformers": tv, "declared_conflicts": hub_requirements}
-    if not problems:
-        return Finding(code, Status.OK, title, f"huggingface_hub {hub} satisfies the installed packages that use it.",
-                       evidence=evidence)
-    return Finding(
-        code, Status.FAIL, title,
-        "; ".join(problems) + ": importing them raises ImportError.",
-        evidence=evidence,
-        cause="huggingface_hub was upgraded past what older diffusers/transformers were written for "
-              "(often by `pip install -U` or an install with --no-deps).",
-        fix="Reinstall within the declared bounds, e.g. `pip install 'huggingface_hub<0.26'`, or upgrade the "
-            "packages that use it (diffusers >= 0.29).",
-        docs=["https://github.com/huggingface/huggingface_hub/releases/tag/v0.26.0"],
-    )
+    fix = ("Reinstall within the declared bounds, e.g. `pip install 'huggingface_hub<0.26'`, or upgrade the "
+           "packages that use it (diffusers >= 0.29, transformers >= 4.22).")
+    cause = ("huggingface_hub was upgraded past what older diffusers/transformers were written for "
+             "(often by `pip install -U` or an install with --no-deps).")
+    docs = ["https://github.com/huggingface/huggingface_hub/releases/tag/v0.26.0"]
+    if problems:
+        return Finding(code, Status.FAIL, title, "; ".join(problems + declared) + ": importing them raises ImportError.",
+                       evidence=evidence, cause=cause, fix=fix, docs=docs)
+    if declared:
+        return Finding(code, Status.WARN, title,
+                       "; ".join(declared) + f", but {hub} is installed: those packages may fail at import or run time.",
+                       evidence=evidence, cause=cause, fix=fix, docs=docs)
+    return Finding(code, Status.OK, title, f"huggingface_hub {hub} satisfies the installed packages that use it.",
+                   evidence=evidence)
 
 
 def rule_tokenizer_silent_empty(versions: Versions) -> Finding:

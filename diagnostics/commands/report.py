@@ -1,0 +1,62 @@
+"""`python -m diagnostics report`: run every check, print the summary, write md/html/json."""
+
+from __future__ import annotations
+
+import sys
+
+from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
+from .common import add_target_options, context_from_args
+
+
+def add_arguments(parser) -> None:
+    add_target_options(parser)
+    parser.add_argument("--out", default="reports", help="directory for the report files (default: reports/)")
+    parser.add_argument("--format", default="md,html,json",
+                        help="comma-separated formats to write: md, html, json (default: all)")
+    parser.add_argument("--error-log", help="log file with the traceback to explain in the report")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every finding and crash tracebacks")
+
+
+def _formats(text: str):
+    from ..report.render import FORMATS
+
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"--format takes a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
+    return formats
+
+
+def run(args) -> int:
+    from ..registry import run_checks
+    from ..report.build import build_report
+    from ..report.render import output_paths, write_report
+    from ..report.terminal import marks_for, render_terminal
+    from ..report.write import check_writable_dir
+
+    formats = _formats(args.format)
+    ctx = context_from_args(args)
+    problem = check_writable_dir(args.out)
+    if problem:  # before any check runs: a report we cannot write is a usage error
+        raise UsageError(f"--out: {problem}")
+
+    def progress(result):
+        if sys.stderr.isatty():
+            print(f"  {result.check.id} ({result.seconds:.1f} s)", file=sys.stderr)
+
+    results, incomplete = [], False
+    try:
+        run_checks(ctx, on_result=lambda r: (results.append(r), progress(r)))
+    except KeyboardInterrupt:
+        incomplete = True
+    original_problem = ctx.facts.get("original_problem")
+    paths = [str(p) for p in output_paths(args.out, formats).values()]
+    report = build_report(results, ctx, written=paths, original_problem=original_problem, incomplete=incomplete)
+    write_report(report, args.out, formats)
+
+    for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
+        print(line)
+    print(f"Status: {report.status}" + (" (incomplete)" if incomplete else "") + f". Reports: {', '.join(paths)}")
+    if incomplete:
+        return 130
+    return EXIT_BLOCKING if report.blocking else EXIT_OK

@@ -1,0 +1,231 @@
+"""The ResolutionReport: the seed document's sections, filled from check results.
+
+The seed (a hand-written "CLIP Loading Issue Resolution Report") has Issue/Status, Original
+Problem, Root Cause Analysis, Investigation Process, Solution, Verification, Current Status,
+Remaining Issues, Recommendations and Files. Every one of them is derived here from findings and
+facts; the templates only present it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .. import __version__
+from ..model import SCHEMA, Finding, Status
+from ..registry import AREA_TITLES, CheckResult
+from ..util import fmt_bytes
+
+RESOLVED, UNRESOLVED, DEGRADED = "RESOLVED", "UNRESOLVED", "DEGRADED"
+
+# Investigation sub-sections (the seed's "Environment Analysis", "Checkpoint Analysis", plus the
+# model check the seed ran by hand) and the finding areas each one shows.
+SECTIONS: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
+    ("environment", "Environment Analysis", ("env", "compat", "cuda", "hub", "cache", "tokenizer")),
+    ("checkpoint", "Checkpoint Analysis", ("ckpt",)),
+    ("model", "Model Instantiation", ("config", "model")),
+)
+_AREA_ORDER = [a for _, _, areas in SECTIONS for a in areas]
+
+
+def _area(code: str) -> str:
+    return code.split(".", 1)[0]
+
+
+def _order(f: Finding) -> int:
+    """Section order by area; within an area the (stable) order in which the checks ran."""
+    area = _area(f.code)
+    return _AREA_ORDER.index(area) if area in _AREA_ORDER else len(_AREA_ORDER)
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    findings: List[Finding]
+    note: str = ""  # one line when there is nothing to say
+
+
+@dataclass
+class Step:
+    title: str
+    code: str  # finding code the step fixes
+    text: str
+
+
+@dataclass
+class ResolutionReport:
+    title: str
+    date: str
+    status: str
+    issue: str
+    original_problem: Optional[Dict[str, Any]]
+    root_causes: List[Finding]
+    investigation: List[Section]
+    solution: List[Step]
+    verification: List[Finding]
+    checklist: List[Tuple[bool, str, str]]  # (done, check title, status)
+    remaining: List[Finding]
+    recommendations: List[str]
+    files: List[Tuple[str, str]]  # (path, role)
+    environment_table: List[Tuple[str, str]]
+    results: List[CheckResult] = field(default_factory=list)
+    facts: Dict[str, Any] = field(default_factory=dict)
+    incomplete: bool = False
+
+    @property
+    def findings(self) -> List[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    @property
+    def blocking(self) -> List[Finding]:
+        return [f for f in self.findings if f.blocking]
+
+    def counts(self) -> Dict[str, int]:
+        counts = {s.value: 0 for s in Status}
+        for f in self.findings:
+            counts[f.status.value] += 1
+        return counts
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "tool": f"ldm-diagnostics {__version__}",
+            "title": self.title,
+            "date": self.date,
+            "status": self.status,
+            "incomplete": self.incomplete,
+            "issue": self.issue,
+            "counts": self.counts(),
+            "blocking": [f.code for f in self.blocking],
+            "original_problem": self.original_problem,
+            "root_causes": [f.code for f in self.root_causes],
+            "investigation": {s.key: {"title": s.title, "findings": [f.code for f in s.findings], "note": s.note}
+                              for s in self.investigation},
+            "solution": [{"title": s.title, "code": s.code, "text": s.text} for s in self.solution],
+            "verification": [f.code for f in self.verification],
+            "checklist": [{"done": d, "check": t, "status": st} for d, t, st in self.checklist],
+            "remaining": [f.code for f in self.remaining],
+            "recommendations": self.recommendations,
+            "files": [{"path": p, "role": r} for p, r in self.files],
+            "environment": [{"name": k, "value": v} for k, v in self.environment_table],
+            "checks": [r.to_dict() for r in self.results],
+            "findings": [f.to_dict() for f in self.findings],
+            "facts": self.facts,
+        }
+
+
+def report_status(findings: Sequence[Finding]) -> str:
+    if any(f.blocking for f in findings):
+        return UNRESOLVED
+    if any(f.status in (Status.WARN, Status.ERROR) for f in findings):
+        return DEGRADED
+    return RESOLVED
+
+
+def _environment_table(facts: Dict[str, Any]) -> List[Tuple[str, str]]:
+    env = facts.get("environment") or {}
+    rows: List[Tuple[str, str]] = []
+    py = env.get("python")
+    if py:
+        where = py["env_kind"] + (f" {py['env_name']}" if py.get("env_name") else "")
+        rows.append(("Python", f"{py['implementation']} {py['version']} ({where})"))
+        rows.append(("Python environment", py["prefix"]))
+    torch = env.get("torch") or {}
+    packages = env.get("packages") or {}
+    if torch.get("installed"):
+        build = torch.get("kind") or "unknown"
+        rows.append(("torch", f"{torch['version']} ({build} build" + (f", CUDA {torch['cuda']})" if torch.get("cuda") else ")")))
+    else:
+        rows.append(("torch", "not installed"))
+    for name in ("transformers", "huggingface_hub", "pytorch_lightning", "omegaconf", "safetensors", "xformers", "numpy"):
+        rows.append((name, packages.get(name) or "not installed"))
+    driver = facts.get("gpu_driver") or {}
+    if driver.get("gpus"):
+        rows.append(("GPU", ", ".join(g["name"] for g in driver["gpus"]) + f" (driver {driver.get('driver_version')})"))
+    elif driver:
+        rows.append(("GPU", "none found"))
+    mem = env.get("memory") or {}
+    if mem:
+        rows.append(("RAM", f"{fmt_bytes(mem.get('available'))} available of {fmt_bytes(mem.get('total'))}"))
+    return rows
+
+
+def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
+    opts = ctx.options
+    files = []
+    for path, role in ((opts.checkpoint, "checkpoint"), (opts.config, "LDM config"), (opts.code_root, "code root"),
+                       (opts.error_log, "error log")):
+        if path:
+            files.append((str(path), role))
+    ldm = ctx.facts.get("ldm") or {}
+    if ldm.get("found") and ldm.get("path") and ldm.get("path") != opts.code_root:
+        files.append((ldm["path"], "ldm package"))
+    for path in written:
+        files.append((str(path), "this report"))
+    return files
+
+
+def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (),
+                 original_problem: Optional[Dict[str, Any]] = None, incomplete: bool = False,
+                 now: Optional[_dt.datetime] = None) -> ResolutionReport:
+    findings = sorted((f for r in results for f in r.findings), key=_order)
+    status = report_status(findings)
+    blocking = [f for f in findings if f.blocking]
+    problems = [f for f in findings if f.status in (Status.WARN, Status.ERROR) or (f.status is Status.FAIL and not f.blocking)]
+
+    if original_problem and original_problem.get("error_message"):
+        issue = original_problem["error_message"].strip().splitlines()[0]
+    elif blocking:
+        issue = f"{len(blocking)} blocking problem{'s' if len(blocking) != 1 else ''}: {blocking[0].summary}"
+    elif problems:
+        issue = f"No blocking problem; {len(problems)} warning{'s' if len(problems) != 1 else ''} to review."
+    else:
+        issue = "No problem found: the deployment checks pass."
+
+    sections = []
+    for key, title, areas in SECTIONS:
+        in_section = [f for f in findings if _area(f.code) in areas]
+        note = ""
+        if not in_section or all(f.status is Status.SKIP for f in in_section):
+            note = "Nothing was checked here."
+            if key == "checkpoint" and not ctx.options.checkpoint:
+                note = "No checkpoint was checked (pass --checkpoint or set LDM_DIAG_CHECKPOINT)."
+            elif key == "model" and not ctx.options.config:
+                note = "The model was not instantiated (pass --config, --checkpoint and --code-root)."
+        sections.append(Section(key, title, in_section, note))
+
+    solution = [Step(f.title, f.code, f.fix) for f in blocking if f.fix]
+    solution += [Step(f.title, f.code, f.fix) for f in problems if f.fix]
+
+    checklist = [(r.status in (Status.OK, Status.INFO), r.check.title, r.status.value) for r in results]
+    recommendations = [f"{f.title}: {f.fix}" for f in findings if f.status is Status.INFO and f.fix]
+    cuda_skipped = [f for f in findings if _area(f.code) == "cuda" and f.status is Status.SKIP]
+    if cuda_skipped:
+        recommendations.append("CUDA checks did not run here (" + cuda_skipped[0].summary.rstrip(".")
+                               + "); run this report again on the GPU host before rollout.")
+
+    return ResolutionReport(
+        title="LDM Deployment Resolution Report",
+        date=(now or _dt.datetime.now()).strftime("%Y-%m-%d %H:%M"),
+        status=status,
+        issue=issue,
+        original_problem=original_problem,
+        root_causes=blocking,
+        investigation=sections,
+        solution=solution,
+        verification=[f for f in findings if f.status is Status.OK],
+        checklist=checklist,
+        remaining=problems,
+        recommendations=recommendations,
+        files=_files(ctx, written),
+        environment_table=_environment_table(ctx.facts),
+        results=list(results),
+        facts=ctx.facts,
+        incomplete=incomplete,
+    )
+
+
+def area_title(area: str) -> str:
+    return AREA_TITLES.get(area, area)

@@ -1,0 +1,90 @@
+"""Render a ResolutionReport to Markdown, HTML and JSON with jinja2 templates, and write them.
+
+HTML is server-rendered with autoescaping on (readable without JavaScript, inert with hostile
+log text); Markdown escapes angle brackets outside code fences and sizes each fence to its content.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List
+
+from .build import ResolutionReport, area_title
+from .write import atomic_write_text
+
+FORMATS = ("md", "html", "json")
+BASENAME = "resolution-report"
+TEMPLATES = Path(__file__).parent / "templates"
+
+ICONS = {"ok": "✅", "info": "ℹ️", "warn": "⚠️", "fail": "❌", "skip": "⏭️", "error": "💥"}
+STATUS_ICONS = {"RESOLVED": "✅", "UNRESOLVED": "❌", "DEGRADED": "⚠️"}
+
+
+def _fence(text: str, lang: str = "") -> str:
+    """A fenced code block longer than any backtick run inside `text`, so content cannot close it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _md(text) -> str:
+    """Inline Markdown text: neutralise HTML tags and line breaks that would break the layout.
+    Only `<` needs escaping for that; `>` and `&` stay readable in the raw file."""
+    text = str(text if text is not None else "")
+    return text.replace("<", "&lt;").replace("\r", "").replace("\n", " ")
+
+
+def _code(text) -> str:
+    """Inline code span that survives backticks in the text."""
+    text = str(text).replace("\n", " ")
+    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _json(value) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def _environment(autoescape: bool):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(fence=_fence, md=_md, code=_code, tojson_pretty=_json, area_title=area_title)
+    env.globals.update(icons=ICONS, status_icons=STATUS_ICONS)
+    return env
+
+
+def render_markdown(report: ResolutionReport) -> str:
+    return _environment(False).get_template("report.md.j2").render(r=report)
+
+
+def render_html(report: ResolutionReport) -> str:
+    return _environment(True).get_template("report.html.j2").render(r=report)
+
+
+def render_json(report: ResolutionReport) -> str:
+    return _json(report.to_dict()) + "\n"
+
+
+RENDERERS = {"md": render_markdown, "html": render_html, "json": render_json}
+
+
+def output_paths(out_dir, formats: Iterable[str]) -> Dict[str, Path]:
+    return {fmt: Path(out_dir) / f"{BASENAME}.{fmt}" for fmt in formats}
+
+
+def write_report(report: ResolutionReport, out_dir, formats: Iterable[str]) -> List[Path]:
+    written = []
+    for fmt, path in output_paths(out_dir, formats).items():
+        atomic_write_text(path, RENDERERS[fmt](report))
+        written.append(path)
+    return written

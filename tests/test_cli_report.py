@@ -1,0 +1,87 @@
+"""`python -m diagnostics report` end to end in a child process, plus usage errors and --help."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SEED_HEADINGS = ("Original Problem", "Root Cause Analysis", "Investigation Process", "Environment Analysis",
+                 "Checkpoint Analysis", "Model Instantiation", "Solution", "Verification", "Current Status",
+                 "Remaining Issues", "Recommendations", "Files Involved")
+
+
+def run_cli(*args, cwd, env=None, python=sys.executable):
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([python, "-m", "diagnostics", *args], cwd=str(cwd), env=full_env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_report_writes_md_html_json_with_the_seed_sections(tmp_path):
+    proc = run_cli("report", "--out", "out", cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr
+    out = tmp_path / "out"
+    md = (out / "resolution-report.md").read_text(encoding="utf-8")
+    page = (out / "resolution-report.html").read_text(encoding="utf-8")
+    data = json.loads((out / "resolution-report.json").read_text(encoding="utf-8"))
+    for heading in SEED_HEADINGS:
+        assert heading in md, heading
+        assert heading in page, heading
+    assert data["schema"] == "ldm-diagnostics/1"
+    assert data["status"] in ("RESOLVED", "UNRESOLVED", "DEGRADED")
+    codes = {f["code"] for f in data["findings"]}
+    assert {"env.python", "env.packages", "env.torch-missing", "compat.numpy2-abi", "cuda.available"} <= codes
+    # the exit code is the contract: 1 exactly when a blocking finding exists
+    assert proc.returncode == (1 if data["blocking"] else 0)
+    assert f"Status: {data['status']}" in proc.stdout
+    assert "<script" not in page
+
+
+def test_report_format_selects_files(tmp_path):
+    proc = run_cli("report", "--out", "o", "--format", "json", cwd=tmp_path)
+    assert proc.returncode in (0, 1)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["resolution-report.json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "--checkpoint", "missing.ckpt"], "checkpoint missing.ckpt does not exist"),
+    (["report", "--format", "pdf"], "--format takes"),
+    (["report", "--config", "."], "is a directory"),
+    (["report", "--bogus"], "unrecognized arguments"),
+    ([], "usage:"),
+])
+def test_usage_errors_exit_2_without_a_traceback(tmp_path, args, message):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_out_is_a_usage_error_before_any_check(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    proc = run_cli("report", "--out", str(blocker / "sub"), cwd=tmp_path)
+    assert proc.returncode == 2 and "--out:" in proc.stderr
+    assert "Status:" not in proc.stdout  # no check ran
+
+
+def test_help_does_not_import_torch_or_transformers(tmp_path):
+    code = ("import sys\nfrom diagnostics.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'huggingface_hub', 'numpy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert "report" in proc.stdout
+    assert "HEAVY []" in proc.stdout
+
+
+def test_env_variables_fill_the_options(tmp_path):
+    from diagnostics.context import Options
+
+    opts = Options.from_values({"LDM_DIAG_CHECKPOINT": "a.ckpt", "LDM_DIAG_CONFIG": "c.yaml",
+                                "LDM_DIAG_CODE_ROOT": "repo"}, config="given.yaml")
+    assert (opts.checkpoint, opts.config, opts.code_root) == ("a.ckpt", "given.yaml", "repo")

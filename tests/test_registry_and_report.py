@@ -1,0 +1,115 @@
+"""The check runner and the report builder on hand-made results."""
+
+import datetime as dt
+import json
+
+from diagnostics.context import Context, Options
+from diagnostics.model import Finding, Status
+from diagnostics.registry import Check, CheckResult, all_checks, run_check
+from diagnostics.report.build import build_report, report_status
+from diagnostics.report.render import render_html, render_json, render_markdown
+from diagnostics.report.terminal import ASCII_MARKS, render_terminal
+
+
+def _result(code, status, summary="s", fix="", blocking=None, **evidence):
+    check = Check(code, code.replace(".", " "), lambda ctx: [])
+    return CheckResult(check, [Finding(code, status, code + " title", summary, evidence=evidence, fix=fix,
+                                       blocking=blocking)])
+
+
+def test_a_crashing_check_becomes_an_error_finding():
+    def boom(ctx):
+        raise KeyError("nvml")
+    result = run_check(Check("cuda.available", "CUDA", boom), Context(Options(), environ={}))
+    (f,) = result.findings
+    assert f.status is Status.ERROR and not f.blocking
+    assert "KeyError" in f.summary and "Traceback" in f.evidence["traceback"]
+
+
+def test_a_check_returning_nothing_is_an_error_not_a_pass():
+    result = run_check(Check("env.x", "x", lambda ctx: []), Context(Options(), environ={}))
+    assert result.status is Status.ERROR
+
+
+def test_check_ids_are_unique_and_areas_known():
+    ids = [c.id for c in all_checks()]
+    assert len(ids) == len(set(ids))
+    assert {c.area for c in all_checks()} >= {"env", "compat", "cuda"}
+
+
+def test_report_status_is_derived_from_findings():
+    ok = Finding("a.b", Status.OK, "t", "s")
+    warn = Finding("a.c", Status.WARN, "t", "s")
+    fail = Finding("a.d", Status.FAIL, "t", "s")
+    assert report_status([ok]) == "RESOLVED"
+    assert report_status([ok, warn]) == "DEGRADED"
+    assert report_status([ok, warn, fail]) == "UNRESOLVED"
+    assert report_status([Finding("a.e", Status.FAIL, "t", "s", blocking=False)]) == "RESOLVED"
+
+
+def test_report_sections_are_filled_and_escaped():
+    results = [
+        _result("env.python", Status.OK, "CPython 3.8"),
+        _result("cache.model-missing", Status.FAIL, "missing <script>alert(1)</script>", fix="hf download x",
+                path="<img src=x onerror=alert(1)>"),
+        _result("compat.xformers-missing", Status.INFO, "no xformers", fix="pip install xformers"),
+        _result("compat.torch-weights-only-default", Status.WARN, "torch 2.6", fix="convert"),
+        _result("cuda.available", Status.SKIP, "No NVIDIA GPU found; CUDA checks did not run."),
+    ]
+    ctx = Context(Options(checkpoint="model.ckpt"), environ={})
+    report = build_report(results, ctx, written=["reports/resolution-report.md"], now=dt.datetime(2026, 1, 2, 3, 4))
+    assert report.status == "UNRESOLVED"
+    assert [f.code for f in report.root_causes] == ["cache.model-missing"]
+    assert [s.code for s in report.solution] == ["cache.model-missing", "compat.torch-weights-only-default"]
+    assert [f.code for f in report.remaining] == ["compat.torch-weights-only-default"]
+    assert any("CUDA checks did not run" in r for r in report.recommendations)
+    assert ("model.ckpt", "checkpoint") in report.files
+    md, page, js = render_markdown(report), render_html(report), render_json(report)
+    assert "**Status**: ❌ UNRESOLVED" in md and "2026-01-02 03:04" in md
+    assert "<script>alert" not in md and "&lt;script>alert(1)" in md
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    data = json.loads(js)
+    assert data["schema"] == "ldm-diagnostics/1" and data["blocking"] == ["cache.model-missing"]
+    assert data["findings"][1]["evidence"]["path"] == "<img src=x onerror=alert(1)>"  # JSON keeps data as data
+    assert "Checkpoint Analysis" in md and "No checkpoint was checked" not in md  # a checkpoint was given
+    assert "Nothing was checked here." in md  # ...but no checkpoint check produced a finding
+
+
+def test_empty_sections_say_so_in_one_line():
+    report = build_report([_result("env.python", Status.OK)], Context(Options(), environ={}))
+    md = render_markdown(report)
+    assert "No checkpoint was checked (pass --checkpoint or set LDM_DIAG_CHECKPOINT)." in md
+    assert "The model was not instantiated" in md
+    assert "No error log was given" in md and "Nothing to fix." in md
+    assert report.status == "RESOLVED"
+
+
+def test_original_problem_is_quoted_with_its_location():
+    problem = {"error_message": "OSError: Can't load tokenizer for 'openai/clip-vit-large-patch14'.",
+               "file": "/app/ldm/modules/encoders/modules.py", "qualname": "FrozenCLIPEmbedder.__init__",
+               "line": 103, "code": "self.tokenizer = CLIPTokenizer.from_pretrained(version)"}
+    report = build_report([_result("env.python", Status.OK)], Context(Options(), environ={}), original_problem=problem)
+    md = render_markdown(report)
+    assert "- **Class**: `FrozenCLIPEmbedder.__init__()`" in md
+    assert "- **Line**: 103 - `self.tokenizer = CLIPTokenizer.from_pretrained(version)`" in md
+    assert report.issue.startswith("OSError: Can't load tokenizer")
+
+
+def test_markdown_fences_cannot_be_closed_by_content():
+    from diagnostics.report.render import _fence
+
+    text = "before\n```\nafter"
+    fenced = _fence(text)
+    assert fenced.startswith("````\n") and fenced.endswith("\n````")
+
+
+def test_terminal_summary_is_one_line_per_area_with_hints():
+    results = [_result("env.python", Status.OK), _result("env.torch-missing", Status.FAIL, "torch absent", fix="pip install torch"),
+               _result("cuda.available", Status.SKIP, "No NVIDIA GPU.")]
+    lines = render_terminal(results, ASCII_MARKS)
+    assert lines[0] == "[x] Environment (1/2 passed)"
+    assert lines[1] == "    x env.torch-missing: torch absent"
+    assert lines[2] == "      fix: pip install torch"
+    assert lines[3] == "[-] GPU / CUDA: No NVIDIA GPU."
+    assert lines[-1] == "Found issues in 1 area."

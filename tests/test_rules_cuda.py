@@ -1,0 +1,130 @@
+"""GPU probes with a faked nvidia-smi / torch child, and the CUDA rules on hand-made facts."""
+
+import json
+
+import pytest
+
+from diagnostics.context import CommandResult, Context, Options
+from diagnostics.model import Status
+from diagnostics.probes import gpu
+from diagnostics.rules import cuda
+
+SMI_QUERY = "NVIDIA GeForce RTX 3090, 470.82.01, 24576, 8.6\n"
+SMI_HEADER = "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |\n"
+CUDA_TORCH = {"installed": True, "version": "2.1.2+cu121", "kind": "cuda", "cuda": "12.1"}
+CPU_TORCH = {"installed": True, "version": "2.13.0+cpu", "kind": "cpu", "cuda": None}
+DRIVER_470 = {"present": True, "driver_version": "470.82.01", "driver_cuda": "11.4",
+              "gpus": [{"name": "NVIDIA GeForce RTX 3090", "driver_version": "470.82.01", "memory_mib": "24576",
+                        "compute_cap": "8.6"}]}
+NO_DRIVER = {"present": False, "gpus": [], "driver_version": None, "driver_cuda": None}
+DEVICE = {"index": 0, "name": "NVIDIA GeForce RTX 3090", "capability": "8.6", "total_memory": 25447170048}
+
+
+def fake_runner(table):
+    calls = []
+
+    def run(argv, timeout, env=None):
+        calls.append(list(argv))
+        key = argv[0] if argv[0] != "nvidia-smi" or len(argv) == 1 else "nvidia-smi-query"
+        value = table.get(key)
+        if value is None:
+            return CommandResult(None, error="FileNotFoundError: not found")
+        return value
+    run.calls = calls
+    return run
+
+
+def test_probe_driver_parses_nvidia_smi():
+    runner = fake_runner({"nvidia-smi-query": CommandResult(0, SMI_QUERY), "nvidia-smi": CommandResult(0, SMI_HEADER)})
+    facts = gpu.probe_driver(Context(Options(), environ={}, runner=runner))
+    assert facts["present"] and facts["driver_version"] == "470.82.01" and facts["driver_cuda"] == "11.4"
+    assert facts["gpus"][0]["compute_cap"] == "8.6"
+
+
+def test_probe_driver_without_nvidia_smi_reports_not_found():
+    facts = gpu.probe_driver(Context(Options(), environ={}, runner=fake_runner({})))
+    assert facts["nvidia_smi"] == "not found" and facts["gpus"] == []
+
+
+def test_probe_torch_cuda_reads_the_child_json_and_survives_a_timeout():
+    payload = {"imported": True, "version": "2.1.2+cu121", "available": True, "devices": [DEVICE], "arch_list": ["sm_86"]}
+    ctx = Context(Options(), environ={}, python="py",
+                  runner=fake_runner({"py": CommandResult(0, "noise\n" + json.dumps(payload) + "\n")}))
+    assert gpu.probe_torch_cuda(ctx, True)["devices"] == [DEVICE]
+    assert gpu.probe_torch_cuda(ctx, False) is None
+    hung = Context(Options(timeout=0.1), environ={}, python="py",
+                   runner=fake_runner({"py": CommandResult(None, timed_out=True, error="timed out after 0.1 s")}))
+    data = gpu.probe_torch_cuda(hung, True)
+    assert data["imported"] is False and data["timed_out"] is True
+
+
+def test_torch_cuda_script_runs_in_a_real_child():
+    """The child script itself, on this machine's torch (CPU machines: available False, no devices)."""
+    pytest.importorskip("torch")
+    ctx = Context(Options(timeout=120))
+    data = gpu.probe_torch_cuda(ctx, True)
+    assert data["imported"] is True and isinstance(data["available"], bool)
+    assert data["devices"] == [] or data["available"]
+
+
+def test_without_gpu_every_cuda_check_skips_with_the_reason():
+    for f in (cuda.rule_cuda_available(CUDA_TORCH, NO_DRIVER, None, {}),
+              cuda.rule_cuda_driver(CUDA_TORCH, NO_DRIVER), cuda.rule_cuda_arch(None, NO_DRIVER)):
+        assert f.status is Status.SKIP and "CUDA checks did not run" in f.summary
+
+
+def test_cpu_torch_on_a_gpu_machine_fails_with_the_reinstall_command():
+    f = cuda.rule_cuda_available(CPU_TORCH, DRIVER_470, None, {})
+    assert f.status is Status.FAIL and f.blocking
+    assert f.fix == ("pip install --force-reinstall torch==2.13.0 "
+                     "--index-url https://download.pytorch.org/whl/cu118")
+
+
+def test_cuda_visible_devices_empty_hides_the_gpu():
+    torch_cuda = {"imported": True, "available": False, "devices": []}
+    f = cuda.rule_cuda_available(CUDA_TORCH, DRIVER_470, torch_cuda, {"CUDA_VISIBLE_DEVICES": ""})
+    assert f.status is Status.FAIL and "CUDA_VISIBLE_DEVICES" in f.summary
+
+
+def test_cuda_available_ok_lists_devices():
+    torch_cuda = {"imported": True, "available": True, "devices": [DEVICE], "version": "2.1.2+cu121",
+                  "cuda_runtime": "12.1"}
+    f = cuda.rule_cuda_available(CUDA_TORCH, DRIVER_470, torch_cuda, {})
+    assert f.status is Status.OK and "RTX 3090 (sm_86, 23.7 GiB)" in f.summary
+
+
+@pytest.mark.parametrize("driver_version, driver_cuda, runtime, status", [
+    ("470.82.01", "11.4", "12.1", Status.FAIL),   # 12.x needs >= 525.60.13
+    ("525.60.13", "12.0", "12.1", Status.WARN),   # minor-version compatibility
+    ("550.54.14", "12.4", "12.1", Status.OK),
+    ("450.80.02", "11.0", "11.8", Status.WARN),
+    ("440.33.01", "10.2", "11.3", Status.FAIL),
+])
+def test_driver_vs_torch_cuda_runtime(driver_version, driver_cuda, runtime, status):
+    driver = dict(DRIVER_470, driver_version=driver_version, driver_cuda=driver_cuda)
+    torch = dict(CUDA_TORCH, cuda=runtime, version=f"2.1.2+cu{runtime.replace('.', '')}")
+    f = cuda.rule_cuda_driver(torch, driver)
+    assert f.status is status
+    if status is Status.FAIL:
+        assert "too old" in f.summary and "download.pytorch.org" in f.fix
+
+
+@pytest.mark.parametrize("arch_list, capability, status", [
+    (["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"], "8.6", Status.OK),
+    (["sm_37", "sm_50", "sm_60", "sm_70", "sm_75"], "8.6", Status.FAIL),
+    (["sm_70", "sm_80", "compute_80"], "8.9", Status.OK),  # PTX JIT covers newer
+    (["sm_80", "sm_86", "sm_90"], "12.0", Status.FAIL),
+])
+def test_arch_list_must_cover_the_gpu(arch_list, capability, status):
+    torch_cuda = {"devices": [dict(DEVICE, capability=capability)], "arch_list": arch_list, "kernel_ok": True}
+    f = cuda.rule_cuda_arch(torch_cuda, DRIVER_470)
+    assert f.status is status
+    if status is Status.FAIL:
+        assert "no kernel image" in f.summary
+
+
+def test_torch_index_for_driver_cuda():
+    assert cuda.torch_index_for("11.4") == "cu118"
+    assert cuda.torch_index_for("12.2") == "cu121"
+    assert cuda.torch_index_for("12.8") == "cu128"
+    assert cuda.torch_index_for(None) == "cu130"
