@@ -22,6 +22,7 @@ import pytest
 
 from .context import Context, Options
 from .model import SCHEMA, Status
+from .redact import Redactor
 
 MARKERS = {
     "env": "environment and package checks",
@@ -35,6 +36,7 @@ MARKERS = {
 _RESULTS = pytest.StashKey[list]()
 _CONTEXT = pytest.StashKey[Context]()
 _ITEM_RESULT = pytest.StashKey[object]()
+_REDACT = pytest.StashKey[Redactor]()
 
 
 class DiagnosticWarning(UserWarning):
@@ -80,6 +82,7 @@ def _context(config) -> Context:
             error_log=opts.error_log,
         )
         config.stash[_CONTEXT] = Context(options, environ=environ)
+        config.stash[_REDACT] = Redactor(environ)
     return config.stash[_CONTEXT]
 
 
@@ -97,16 +100,17 @@ class Diag:
         self._request.node.stash[_ITEM_RESULT] = result
         self._request.config.stash[_RESULTS].append(result)
         status = result.status
+        redact = self._request.config.stash[_REDACT]
         lines = [f"[{f.status.value}] {f.code}: {f.summary}" + (f"\n  fix: {f.fix}" if f.fix else "")
                  for f in result.findings if f.status not in (Status.OK, Status.SKIP)]
         if status in (Status.FAIL, Status.ERROR):
             blocking = [f for f in result.findings if f.status in (Status.FAIL, Status.ERROR)]
-            pytest.fail("\n".join(f"{f.code}: {f.summary}" + (f"\nfix: {f.fix}" if f.fix else "") for f in blocking),
-                        pytrace=False)
+            pytest.fail(redact("\n".join(f"{f.code}: {f.summary}" + (f"\nfix: {f.fix}" if f.fix else "")
+                                          for f in blocking)), pytrace=False)
         if status is Status.SKIP:
-            pytest.skip("; ".join(f.summary for f in result.findings))
+            pytest.skip(redact("; ".join(f.summary for f in result.findings)))
         if status is Status.WARN:
-            warnings.warn(DiagnosticWarning("\n".join(lines)))
+            warnings.warn(DiagnosticWarning(redact("\n".join(lines))))
         return result
 
 
@@ -140,7 +144,8 @@ def pytest_runtest_makereport(item, call):
         from pytest_html import extras  # optional
     except ImportError:
         return
-    report.extras = list(getattr(report, "extras", [])) + [extras.html(_extras_html(result))]
+    redact = item.config.stash[_REDACT]
+    report.extras = list(getattr(report, "extras", [])) + [extras.html(redact(_extras_html(result)))]
 
 
 def _findings_dir(config) -> Path:
@@ -165,6 +170,25 @@ def pytest_sessionfinish(session, exitstatus):
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "findings.json", json.dumps(payload, indent=2, default=str))
+        redact = session.config.stash.get(_REDACT, None) or Redactor({})
+        atomic_write_text(out / "findings.json", redact(json.dumps(payload, indent=2, default=str)))
     except OSError as exc:
         warnings.warn(f"ldm-diagnostics could not write {out / 'findings.json'}: {exc}")
+
+
+def _clean_tree(value, clean):
+    if isinstance(value, dict):
+        return {clean(str(k)): _clean_tree(v, clean) for k, v in value.items()}
+    if isinstance(value, str):
+        return clean(value)
+    return value
+
+
+@pytest.hookimpl(optionalhook=True, trylast=True)
+def pytest_metadata(metadata, config):
+    """pytest-html's Environment table comes from pytest-metadata (CI variables, plugin lists) and
+    is inserted as raw HTML: redact and escape it like everything else we show."""
+    redact = Redactor(dict(os.environ))
+    clean = lambda text: html.escape(redact(text))  # noqa: E731
+    for key in list(metadata):
+        metadata[clean(key)] = _clean_tree(metadata.pop(key), clean)

@@ -55,7 +55,7 @@ def run(args) -> int:
     write_report(report, args.out, formats)
 
     for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
-        print(line)
+        print(report.redact(line))
     print(f"Status: {report.status}" + (" (incomplete)" if incomplete else "") + f". Reports: {', '.join(paths)}")
     if incomplete:
         return 130

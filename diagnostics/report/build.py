@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..model import SCHEMA, Finding, Status
+from ..redact import Redactor
 from ..registry import AREA_TITLES, CheckResult
 from ..util import fmt_bytes
 
@@ -73,6 +74,8 @@ class ResolutionReport:
     results: List[CheckResult] = field(default_factory=list)
     facts: Dict[str, Any] = field(default_factory=dict)
     incomplete: bool = False
+    # Applied by every renderer to its final text, so no secret reaches a file (see redact.py).
+    redact: Callable[[str], str] = field(default=lambda text: text, repr=False)
 
     @property
     def findings(self) -> List[Finding]:
@@ -224,6 +227,7 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         results=list(results),
         facts=ctx.facts,
         incomplete=incomplete,
+        redact=Redactor(ctx.environ),
     )
 
 

@@ -64,15 +64,15 @@ def _environment(autoescape: bool):
 
 
 def render_markdown(report: ResolutionReport) -> str:
-    return _environment(False).get_template("report.md.j2").render(r=report)
+    return report.redact(_environment(False).get_template("report.md.j2").render(r=report))
 
 
 def render_html(report: ResolutionReport) -> str:
-    return _environment(True).get_template("report.html.j2").render(r=report)
+    return report.redact(_environment(True).get_template("report.html.j2").render(r=report))
 
 
 def render_json(report: ResolutionReport) -> str:
-    return _json(report.to_dict()) + "\n"
+    return report.redact(_json(report.to_dict())) + "\n"
 
 
 RENDERERS = {"md": render_markdown, "html": render_html, "json": render_json}

@@ -1,0 +1,65 @@
+"""Keep secrets out of everything we write: reports, terminal output, pytest-html extras, JSON.
+
+Probes may legitimately hold a URL with credentials or an error log with a token in it; rather than
+trusting every probe, every output passes through one `Redactor` at the end. It removes:
+- the values of secret-looking environment variables (HF_TOKEN, HUGGING_FACE_HUB_TOKEN,
+  AWS_SECRET_ACCESS_KEY, anything named *TOKEN*, *SECRET*, *PASSWORD*, *API_KEY*, ...);
+- passwords in URLs (`scheme://user:password@host`) and token-like query parameters;
+- well-known token shapes that may come from logs rather than this environment
+  (Hugging Face `hf_...`, AWS access key ids, `Authorization: Bearer ...`).
+Presence stays visible ("HF_TOKEN: set"); values never appear.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, List, Mapping, Optional
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|CREDENTIAL|AUTH)", re.I)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:'\"<>]*):(?P<pw>[^\s/@'\"<>]+)@")
+_URL_TOKEN_PARAM = re.compile(r"(?P<k>[?&](?:token|access_token|api_key|apikey|key|sig|signature|password)=)[^&\s'\"<>]+", re.I)
+_PATTERNS = (
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),  # Hugging Face user access tokens
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    re.compile(r"(?i)(?<=authorization: bearer )[^\s'\"<>]+"),
+    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/-]{16,}=*"),
+    re.compile(r"(?i)(?<=aws_secret_access_key[=: ])\s*[A-Za-z0-9/+]{40}"),
+)
+
+
+def secret_values(environ: Mapping[str, str]) -> List[str]:
+    """Values of the environment that must never be shown, longest first."""
+    values = set()
+    for name, value in environ.items():
+        if not value or len(value) < 6:
+            continue
+        if _SECRET_NAME.search(name):
+            values.add(value)
+        for match in _URL_USERINFO.finditer(value):  # proxy / endpoint URLs with credentials
+            if len(match.group("pw")) >= 3:
+                values.add(match.group("pw"))
+    return sorted(values, key=len, reverse=True)
+
+
+class Redactor:
+    def __init__(self, environ: Optional[Mapping[str, str]] = None, extra: Iterable[str] = ()) -> None:
+        self._values = secret_values(environ or {}) + [v for v in extra if v]
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, MASK)
+        text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", text)
+        text = _URL_TOKEN_PARAM.sub(lambda m: m.group("k") + MASK, text)
+        for pattern in _PATTERNS:
+            text = pattern.sub(MASK, text)
+        return text
+
+
+def presence(environ: Mapping[str, str], names: Iterable[str]) -> dict:
+    """`{"HF_TOKEN": "set", ...}`: what a report may say about secrets."""
+    return {name: ("set" if environ.get(name) else "unset") for name in names}
