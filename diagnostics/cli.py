@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import List, Optional
 
 from . import __version__
 
 EXIT_OK, EXIT_BLOCKING, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 70  # a bug in the harness itself (EX_SOFTWARE); never confused with a verdict
 
 # name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS = {
     "report": ("diagnostics.commands.report", "run every check and write the resolution report (md, html, json)"),
+    "explain": ("diagnostics.commands.explain", "explain a failure log: location, known cause confirmed by checks, fix"),
 }
 
 
@@ -51,3 +55,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # checks are already isolated; this is the harness's own bug
+        print(f"ldm-diagnostics failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("LDM_DIAG_DEBUG"):
+            traceback.print_exc()
+        else:
+            print("Set LDM_DIAG_DEBUG=1 to see the traceback, and please report it.", file=sys.stderr)
+        return EXIT_INTERNAL
