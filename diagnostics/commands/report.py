@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
+from ..model import Status
 from .common import add_target_options, context_from_args
 
 
@@ -27,6 +28,19 @@ def _formats(text: str):
     return formats
 
 
+def _sigterm_as_interrupt() -> None:
+    """`docker stop` sends SIGTERM: treat it like Ctrl-C so an incomplete report is still written."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        pass
+
+
 def run(args) -> int:
     from ..registry import run_checks
     from ..report.build import build_report
@@ -44,19 +58,26 @@ def run(args) -> int:
         if sys.stderr.isatty():
             print(f"  {result.check.id} ({result.seconds:.1f} s)", file=sys.stderr)
 
-    results, incomplete = [], False
+    results, interrupted = [], False
+    _sigterm_as_interrupt()
     try:
         run_checks(ctx, on_result=lambda r: (results.append(r), progress(r)))
     except KeyboardInterrupt:
-        incomplete = True
-    original_problem = ctx.facts.get("original_problem")
-    paths = [str(p) for p in output_paths(args.out, formats).values()]
-    report = build_report(results, ctx, written=paths, original_problem=original_problem, incomplete=incomplete)
+        interrupted = True
+    crashed = [r.check.id for r in results if r.status is Status.ERROR]
+    incomplete = interrupted or bool(crashed)
+    paths = [str(p) for p in output_paths(args.out, formats, incomplete).values()]
+    report = build_report(results, ctx, written=paths, original_problem=ctx.facts.get("original_problem"),
+                          incomplete=incomplete)
     write_report(report, args.out, formats)
 
     for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
         print(report.redact(line))
+    if interrupted:
+        print(f"Interrupted after {len(results)} checks: the last complete report was left as it was.")
+    elif crashed:
+        print(f"Incomplete: {', '.join(crashed)} crashed (see the report); the last complete report was left as it was.")
     print(f"Status: {report.status}" + (" (incomplete)" if incomplete else "") + f". Reports: {', '.join(paths)}")
-    if incomplete:
+    if interrupted:
         return 130
     return EXIT_BLOCKING if report.blocking else EXIT_OK

@@ -78,13 +78,16 @@ def render_json(report: ResolutionReport) -> str:
 RENDERERS = {"md": render_markdown, "html": render_html, "json": render_json}
 
 
-def output_paths(out_dir, formats: Iterable[str]) -> Dict[str, Path]:
-    return {fmt: Path(out_dir) / f"{BASENAME}.{fmt}" for fmt in formats}
+def output_paths(out_dir, formats: Iterable[str], incomplete: bool = False) -> Dict[str, Path]:
+    """Where each format goes. An incomplete run (Ctrl-C, a crashed check) writes next to, not over,
+    the last complete report, so that one stays intact."""
+    stem = BASENAME + (".incomplete" if incomplete else "")
+    return {fmt: Path(out_dir) / f"{stem}.{fmt}" for fmt in formats}
 
 
 def write_report(report: ResolutionReport, out_dir, formats: Iterable[str]) -> List[Path]:
     written = []
-    for fmt, path in output_paths(out_dir, formats).items():
+    for fmt, path in output_paths(out_dir, formats, report.incomplete).items():
         atomic_write_text(path, RENDERERS[fmt](report))
         written.append(path)
     return written
