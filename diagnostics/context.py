@@ -22,6 +22,7 @@ ENV_FALLBACKS = {
     "checkpoint": "LDM_DIAG_CHECKPOINT",
     "config": "LDM_DIAG_CONFIG",
     "code_root": "LDM_DIAG_CODE_ROOT",
+    "error_log": "LDM_DIAG_ERROR_LOG",
 }
 
 

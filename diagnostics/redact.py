@@ -5,8 +5,9 @@ trusting every probe, every output passes through one `Redactor` at the end. It 
 - the values of secret-looking environment variables (HF_TOKEN, HUGGING_FACE_HUB_TOKEN,
   AWS_SECRET_ACCESS_KEY, anything named *TOKEN*, *SECRET*, *PASSWORD*, *API_KEY*, ...);
 - passwords in URLs (`scheme://user:password@host`) and token-like query parameters;
-- well-known token shapes that may come from logs rather than this environment
-  (Hugging Face `hf_...`, AWS access key ids, `Authorization: Bearer ...`).
+- well-known token shapes that may come from logs rather than this environment (Hugging Face
+  `hf_...`, GitHub/GitLab/OpenAI-style keys, AWS access key ids, `Authorization: ...` headers,
+  `SOME_TOKEN=value` assignments, `"token": "..."` in JSON).
 Presence stays visible ("HF_TOKEN: set"); values never appear.
 """
 
@@ -22,10 +23,25 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s
 _URL_TOKEN_PARAM = re.compile(r"(?P<k>[?&](?:token|access_token|api_key|apikey|key|sig|signature|password)=)[^&\s'\"<>]+", re.I)
 _PATTERNS = (
     re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),  # Hugging Face user access tokens
+    re.compile(r"\bapi_org_[A-Za-z0-9]{20,}\b"),  # Hugging Face organisation tokens
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),  # GitHub tokens
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),  # GitLab tokens
+    re.compile(r"\bsk-[A-Za-z0-9_-]{20,}\b"),  # OpenAI-style keys
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
     re.compile(r"(?i)(?<=authorization: bearer )[^\s'\"<>]+"),
     re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/-]{16,}=*"),
     re.compile(r"(?i)(?<=aws_secret_access_key[=: ])\s*[A-Za-z0-9/+]{40}"),
+)
+# Shapes with a kept prefix: (pattern, replacement). Logs, shell traces and env dumps carry these.
+_KEYED = (
+    (re.compile(r"(?i)(authorization\s*[:=]\s*)(?!bearer\b|basic\b|\*\*\*)[^\s'\",]{8,}"), r"\1" + MASK),
+    (re.compile(r"(?i)\b(basic)\s+[A-Za-z0-9+/=]{8,}"), r"\1 " + MASK),
+    # NAME=value for secret-looking variable names (upper case, as in env dumps and shell traces)
+    (re.compile(r"\b([A-Z][A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY)[A-Z0-9_]*)"
+                r"(\s*=\s*)(['\"]?)(?!\*\*\*)[^\s'\"]+\3"), r"\1\2\3" + MASK + r"\3"),
+    # "token": "..." in JSON-ish text
+    (re.compile(r"(?i)([\"'](?:token|hf_token|access_token|password|secret|api_key)[\"']\s*:\s*[\"'])[^\"']+"),
+     r"\1" + MASK),
 )
 
 
@@ -57,6 +73,8 @@ class Redactor:
         text = _URL_TOKEN_PARAM.sub(lambda m: m.group("k") + MASK, text)
         for pattern in _PATTERNS:
             text = pattern.sub(MASK, text)
+        for pattern, replacement in _KEYED:
+            text = pattern.sub(replacement, text)
         return text
 
 

@@ -14,7 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="reports", help="directory for the report files (default: reports/)")
     parser.add_argument("--format", default="md,html,json",
                         help="comma-separated formats to write: md, html, json (default: all)")
-    parser.add_argument("--error-log", help="log file with the traceback to explain in the report")
+    parser.add_argument("--error-log", metavar="LOG",
+                        help="log with the failure to quote and explain in the report (env LDM_DIAG_ERROR_LOG)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every finding and crash tracebacks")
 
 
@@ -26,6 +27,20 @@ def _formats(text: str):
     if bad or not formats:
         raise UsageError(f"--format takes a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
     return formats
+
+
+def _explain_log(ctx, results):
+    """`--error-log`: the traceback fills Original Problem, the confirmed causes Root Cause Analysis.
+    Confirmation reuses the results of this run instead of running the checks again."""
+    from ..knowledge.explain import explain_file
+    from ..registry import Check, CheckResult, run_check
+
+    def explain(c):
+        explanation = explain_file(c.options.error_log, c, results=results)
+        c.set_fact("original_problem", explanation.original_problem)
+        return explanation.findings()
+
+    return run_check(Check("explain.traceback", "Error log explained", explain), ctx)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -64,6 +79,8 @@ def run(args) -> int:
         run_checks(ctx, on_result=lambda r: (results.append(r), progress(r)))
     except KeyboardInterrupt:
         interrupted = True
+    if ctx.options.error_log and not interrupted:
+        results.append(_explain_log(ctx, results))
     crashed = [r.check.id for r in results if r.status is Status.ERROR]
     incomplete = interrupted or bool(crashed)
     paths = [str(p) for p in output_paths(args.out, formats, incomplete).values()]
