@@ -22,6 +22,8 @@ CHECK_MODULES = (
     "diagnostics.rules.environment",
     "diagnostics.rules.compat",
     "diagnostics.rules.cuda",
+    "diagnostics.rules.cache",
+    "diagnostics.rules.hub",
 )
 
 # Areas are the prefix of a finding code; they group the terminal summary and pick the pytest marker.

@@ -85,3 +85,20 @@ def test_env_variables_fill_the_options(tmp_path):
     opts = Options.from_values({"LDM_DIAG_CHECKPOINT": "a.ckpt", "LDM_DIAG_CONFIG": "c.yaml",
                                 "LDM_DIAG_CODE_ROOT": "repo"}, config="given.yaml")
     assert (opts.checkpoint, opts.config, opts.code_root) == ("a.ckpt", "given.yaml", "repo")
+
+
+def test_error_log_fills_original_problem_and_root_causes(tmp_path):
+    log = ROOT / "tests" / "logs" / "seed_clip_tokenizer.log"
+    proc = run_cli("report", "--out", "out", "--error-log", str(log), cwd=tmp_path,
+                   env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1, proc.stderr
+    md = (tmp_path / "out" / "resolution-report.md").read_text(encoding="utf-8")
+    assert "- **File**: `/app/ldm/modules/encoders/modules.py`" in md
+    assert "- **Class**: `FrozenCLIPEmbedder.__init__()`" in md
+    assert "- **Line**: 103 - `self.tokenizer = CLIPTokenizer.from_pretrained(version)`" in md
+    assert "**Issue**: OSError: Can't load tokenizer for 'openai/clip-vit-large-patch14'." in md
+    data = json.loads((tmp_path / "out" / "resolution-report.json").read_text(encoding="utf-8"))
+    assert data["original_problem"]["line"] == 103
+    k01 = [f for f in data["findings"] if f["code"] == "explain.signature" and f["evidence"]["signature"] == "K01"]
+    assert k01 and k01[0]["status"] == "fail"  # confirmed on this machine: offline switch on, empty cache
+    assert "explain.signature" in data["blocking"]

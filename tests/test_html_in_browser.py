@@ -62,8 +62,8 @@ from diagnostics.model import Finding, Status
 from diagnostics.registry import Check
 
 CHECKS = [
-    Check("ckpt.components", "hostile", lambda ctx: [Finding(
-        "ckpt.components", Status.FAIL, {"Key names " + IMG!r}, {"unexpected key model." + SCRIPT!r},
+    Check("ckpt.hostile-keys", "hostile", lambda ctx: [Finding(
+        "ckpt.hostile-keys", Status.FAIL, {"Key names " + IMG!r}, {"unexpected key model." + SCRIPT!r},
         evidence={{"keys": [{LINK!r}], "yaml": {{"target": {SCRIPT!r}}}}}, cause={"log said " + IMG!r},
         fix={"see " + LINK!r})]),
 ]
@@ -100,7 +100,7 @@ def test_pytest_html_report_is_inert_in_chromium(pytester, tmp_path, monkeypatch
     pytester.makeconftest("import diagnostics.registry as r\n"
                           "r.CHECK_MODULES = r.CHECK_MODULES + ('hostilechecks',)\n"
                           "pytest_plugins = ['diagnostics.pytest_plugin']\n")
-    pytester.makepyfile(test_hostile="def test_key_names(diag):\n    diag.check('ckpt.components')\n")
+    pytester.makepyfile(test_hostile="def test_key_names(diag):\n    diag.check('ckpt.hostile-keys')\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(pytester.path)]))
     monkeypatch.setenv("BUILD_URL", IMG)  # pytest-metadata puts CI variables in the Environment table
     monkeypatch.setenv("JENKINS_URL", "http://ci")

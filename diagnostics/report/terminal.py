@@ -46,7 +46,9 @@ def render_terminal(results: Iterable[CheckResult], marks=UNICODE_MARKS, verbose
                 continue
             lines.append(f"    {marks[f.status.value]} {f.code}: {f.summary}")
             if f.fix and f.status is not Status.OK:
-                lines.append(f"      fix: {f.fix}")
+                first, *rest = f.fix.splitlines()
+                lines.append(f"      fix: {first}")
+                lines.extend(f"           {line}" for line in rest)  # keep yaml snippets under the fix
             if verbose and f.status is Status.ERROR and f.evidence.get("traceback"):
                 lines.extend("      " + line for line in f.evidence["traceback"].rstrip().splitlines())
     lines.append("")
