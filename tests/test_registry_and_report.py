@@ -113,3 +113,25 @@ def test_terminal_summary_is_one_line_per_area_with_hints():
     assert lines[2] == "      fix: pip install torch"
     assert lines[3] == "[-] GPU / CUDA: No NVIDIA GPU."
     assert lines[-1] == "Found issues in 1 area."
+
+
+def test_a_remedy_shows_before_and_after_in_solution_and_verification():
+    from diagnostics.report.build import Remedy
+
+    before = [Finding("tokenizer.functional", Status.FAIL, "t", "vocabulary 2"),
+              Finding("cache.model-missing", Status.FAIL, "c", "vocab.json missing")]
+    after = [Finding("tokenizer.functional", Status.OK, "t", "vocabulary 49408, 7 ids"),
+             Finding("cache.model-missing", Status.OK, "c", "all files resolve offline")]
+    remedy = Remedy("Provision CLIP offline", ["wrote vocab.json", "wrote model.safetensors"], before, after,
+                    files=[("hf/hub/models--openai--clip-vit-large-patch14", "provisioned")],
+                    transcript="tokenizer vocab 49408")
+    results = [CheckResult(Check(f.code, f.title, lambda ctx: []), [f]) for f in after]
+    report = build_report(results, Context(Options(), environ={}), remedies=[remedy])
+    md, page = render_markdown(report), render_html(report)
+    assert report.status == "RESOLVED"
+    assert "### Done: Provision CLIP offline" in md and "1. wrote vocab.json" in md
+    assert "| `tokenizer.functional` | ❌ fail | ✅ ok | vocabulary 49408, 7 ids |" in md
+    assert "#### Test Script Output" in md and "Nothing to fix." not in md
+    assert "Re-checked after: Provision CLIP offline" in page
+    assert json.loads(render_json(report))["remedies"][0]["changes"][0] == {
+        "code": "tokenizer.functional", "before": "fail", "after": "ok", "summary": "vocabulary 49408, 7 ids"}

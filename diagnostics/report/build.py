@@ -56,6 +56,34 @@ class Step:
 
 
 @dataclass
+class Remedy:
+    """An action the harness took to fix findings (e.g. provision CLIP offline), with the re-check.
+    `before`/`after` are the same checks' findings before and after; `transcript` is like the
+    seed's "Test Script Output"."""
+
+    title: str
+    steps: List[str]
+    before: List[Finding] = field(default_factory=list)
+    after: List[Finding] = field(default_factory=list)
+    files: List[Tuple[str, str]] = field(default_factory=list)  # (path, role)
+    transcript: str = ""
+
+    def changes(self) -> List[Tuple[str, str, str, str]]:
+        """(code, status before, status after, summary after) for each re-checked code."""
+        before = {f.code: f for f in self.before}
+        rows = []
+        for f in self.after:
+            prev = before.get(f.code)
+            rows.append((f.code, prev.status.value if prev else "-", f.status.value, f.summary))
+        return rows
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"title": self.title, "steps": list(self.steps),
+                "changes": [{"code": c, "before": b, "after": a, "summary": s} for c, b, a, s in self.changes()],
+                "files": [{"path": p, "role": r} for p, r in self.files], "transcript": self.transcript}
+
+
+@dataclass
 class ResolutionReport:
     title: str
     date: str
@@ -74,6 +102,7 @@ class ResolutionReport:
     results: List[CheckResult] = field(default_factory=list)
     facts: Dict[str, Any] = field(default_factory=dict)
     incomplete: bool = False
+    remedies: List[Remedy] = field(default_factory=list)
     # Applied by every renderer to its final text, so no secret reaches a file (see redact.py).
     redact: Callable[[str], str] = field(default=lambda text: text, repr=False)
 
@@ -112,6 +141,7 @@ class ResolutionReport:
             "remaining": [f.code for f in self.remaining],
             "recommendations": self.recommendations,
             "files": [{"path": p, "role": r} for p, r in self.files],
+            "remedies": [m.to_dict() for m in self.remedies],
             "environment": [{"name": k, "value": v} for k, v in self.environment_table],
             "checks": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
@@ -172,7 +202,8 @@ def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
 
 def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (),
                  original_problem: Optional[Dict[str, Any]] = None, incomplete: bool = False,
-                 now: Optional[_dt.datetime] = None) -> ResolutionReport:
+                 now: Optional[_dt.datetime] = None, remedies: Sequence[Remedy] = ()) -> ResolutionReport:
+    """`results` are the checks as they stand now (after any remedy); `remedies` what was done."""
     findings = sorted((f for r in results for f in r.findings), key=_order)
     status = report_status(findings)
     blocking = [f for f in findings if f.blocking]
@@ -222,11 +253,12 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         checklist=checklist,
         remaining=problems,
         recommendations=recommendations,
-        files=_files(ctx, written),
+        files=_files(ctx, written) + [f for m in remedies for f in m.files],
         environment_table=_environment_table(ctx.facts),
         results=list(results),
         facts=ctx.facts,
         incomplete=incomplete,
+        remedies=list(remedies),
         redact=Redactor(ctx.environ),
     )
 
