@@ -18,6 +18,7 @@ EXIT_INTERNAL = 70  # a bug in the harness itself (EX_SOFTWARE); never confused 
 # name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS = {
     "report": ("diagnostics.commands.report", "run every check and write the resolution report (md, html, json)"),
+    "inspect": ("diagnostics.commands.inspect", "analyse a checkpoint without running its code (--deep, --hash, --json)"),
     "explain": ("diagnostics.commands.explain", "explain a failure log: location, known cause confirmed by checks, fix"),
 }
 

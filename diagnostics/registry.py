@@ -24,6 +24,9 @@ CHECK_MODULES = (
     "diagnostics.rules.cuda",
     "diagnostics.rules.cache",
     "diagnostics.rules.hub",
+    "diagnostics.rules.checkpoint",
+    "diagnostics.rules.config",
+    "diagnostics.rules.model",
 )
 
 # Areas are the prefix of a finding code; they group the terminal summary and pick the pytest marker.

@@ -1,0 +1,169 @@
+"""safetensors header parsing and validation, from the 8 + N header bytes only.
+
+The rules are those of the reference implementation (huggingface/safetensors `tensor.rs`), so a file
+we pass is one `safetensors.safe_open` accepts: 8-byte little-endian header length N under 100 MB and
+inside the file; a UTF-8 JSON object starting with `{` without duplicate keys; known dtypes; each
+entry's byte length equal to numel x bits / 8; entries contiguous from offset 0 and covering the
+data buffer exactly. The last condition is what tells a truncated download from a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, Dict, List, Optional, Tuple
+
+from .records import SAFETENSORS_DTYPES, ReadResult, TensorRecord, bits_of, numel_of, problem
+
+MAX_HEADER_BYTES = 100_000_000  # safetensors' MAX_HEADER_SIZE
+MAX_ENTRIES = 2_000_000
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def read_header_length(fh) -> Optional[int]:
+    fh.seek(0)
+    head = fh.read(8)
+    if len(head) < 8:
+        return None
+    return struct.unpack("<Q", head)[0]
+
+
+def read_safetensors(fh, size: int, base: int = 0) -> ReadResult:
+    """Tensors and problems of a safetensors file (or of one starting at `base` inside a folder read)."""
+    result = ReadResult()
+    result.container = {"kind": "safetensors"}
+    fh.seek(base)
+    head = fh.read(8)
+    if len(head) < 8:
+        result.problems.append(problem("ckpt.corrupt", "safetensors-too-short",
+                                       f"the file is {size} bytes, shorter than the 8-byte header length",
+                                       size=size))
+        return result
+    n = struct.unpack("<Q", head)[0]
+    result.container["header_bytes"] = n
+    if n > MAX_HEADER_BYTES:
+        result.problems.append(problem(
+            "ckpt.corrupt", "header-too-large",
+            f"the first 8 bytes claim a {n}-byte header; safetensors refuses headers over {MAX_HEADER_BYTES} bytes "
+            "(HeaderTooLarge)", header_bytes=n, size=size, limit=MAX_HEADER_BYTES))
+        return result
+    if 8 + n > size:
+        result.problems.append(problem(
+            "ckpt.corrupt", "header-beyond-file",
+            f"the header is said to be {n} bytes but the file has only {max(size - 8, 0)} after the length field: "
+            "the file is cut short", header_bytes=n, size=size))
+        return result
+    raw = fh.read(n)
+    if len(raw) < n:
+        result.problems.append(problem("ckpt.corrupt", "header-beyond-file", "the header could not be read in full",
+                                       header_bytes=n, size=size))
+        return result
+    if not raw.startswith(b"{"):
+        result.problems.append(problem("ckpt.corrupt", "header-not-json",
+                                       "the header does not start with '{': not a safetensors header",
+                                       head=raw[:40].decode("latin-1")))
+        return result
+    try:
+        text = raw.decode("utf-8")
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as dup:
+        result.problems.append(problem("ckpt.corrupt", "duplicate-keys",
+                                       f"the header names {dup.key!r} twice", key=dup.key))
+        return result
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        result.problems.append(problem("ckpt.corrupt", "header-not-json",
+                                       f"the header is not valid JSON: {str(exc)[:200]}", detail=str(exc)[:200]))
+        return result
+    if not isinstance(header, dict):
+        result.problems.append(problem("ckpt.corrupt", "header-not-object",
+                                       f"the header is JSON {type(header).__name__}, not an object"))
+        return result
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None:
+        if isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            result.metadata = {k: (v if len(v) <= 2000 else v[:2000] + "...") for k, v in list(metadata.items())[:200]}
+        else:
+            result.problems.append(problem("ckpt.corrupt", "bad-metadata",
+                                           "__metadata__ must map strings to strings", severity="warn"))
+    if len(header) > MAX_ENTRIES:
+        result.problems.append(problem("ckpt.corrupt", "too-many-entries", f"{len(header)} tensors in the header"))
+        return result
+    data_start = base + 8 + n
+    buffer_len = size - (8 + n)
+    entries = []
+    bad: List[str] = []
+    for name, entry in header.items():
+        reason = _entry_problem(entry)
+        if reason:
+            if len(bad) < 20:
+                bad.append(f"{name}: {reason}")
+            continue
+        begin, end = entry["data_offsets"]
+        entries.append((begin, end, name, SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"])))
+    if bad:
+        result.problems.append(problem("ckpt.corrupt", "bad-entry",
+                                       f"{len(bad)} header entries are invalid", entries=bad))
+    entries.sort()
+    cursor = 0
+    gaps, mismatched = [], []
+    for begin, end, name, dtype, shape in entries:
+        if begin != cursor and len(gaps) < 20:
+            gaps.append({"tensor": name, "begin": begin, "expected": cursor})
+        cursor = max(cursor, end)
+        if (numel_of(shape) * bits_of(dtype)) != (end - begin) * 8 and len(mismatched) < 20:
+            mismatched.append({"tensor": name, "bytes": end - begin,
+                               "expected": (numel_of(shape) * bits_of(dtype) + 7) // 8})
+        result.tensors.append(TensorRecord(name=name, dtype=dtype, shape=shape, offset=data_start + begin,
+                                           source="safetensors"))
+    if mismatched:
+        result.problems.append(problem("ckpt.corrupt", "size-mismatch",
+                                       f"{len(mismatched)} tensors' byte ranges do not match dtype x shape",
+                                       tensors=mismatched))
+    if gaps:
+        result.problems.append(problem("ckpt.corrupt", "offsets-not-contiguous",
+                                       "tensor byte ranges overlap or leave holes", gaps=gaps))
+    result.container["data_bytes"] = buffer_len
+    result.container["tensor_bytes"] = cursor
+    if cursor > buffer_len:
+        result.problems.append(problem(
+            "ckpt.corrupt", "data-truncated",
+            f"the header describes {cursor} bytes of tensor data but the file holds {buffer_len}: the file is cut "
+            f"short by {cursor - buffer_len} bytes", expected_size=8 + n + cursor, size=size,
+            missing_bytes=cursor - buffer_len))
+    elif cursor < buffer_len:
+        result.problems.append(problem(
+            "ckpt.corrupt", "trailing-bytes",
+            f"{buffer_len - cursor} bytes after the last tensor (safetensors refuses such files)",
+            severity="fail", extra_bytes=buffer_len - cursor))
+    return result
+
+
+def _entry_problem(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return "not an object"
+    dtype = entry.get("dtype")
+    if dtype not in SAFETENSORS_DTYPES:
+        return f"unknown dtype {dtype!r}"
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return f"invalid shape {shape!r}"
+    offsets = entry.get("data_offsets")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+            or offsets[0] > offsets[1]):
+        return f"invalid data_offsets {offsets!r}"
+    return ""
