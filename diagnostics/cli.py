@@ -20,6 +20,7 @@ COMMANDS = {
     "report": ("diagnostics.commands.report", "run every check and write the resolution report (md, html, json)"),
     "inspect": ("diagnostics.commands.inspect", "analyse a checkpoint without running its code (--deep, --hash, --json)"),
     "explain": ("diagnostics.commands.explain", "explain a failure log: location, known cause confirmed by checks, fix"),
+    "provision-clip": ("diagnostics.commands.provision_clip", "put the checkpoint's CLIP where FrozenCLIPEmbedder loads it offline"),
 }
 
 

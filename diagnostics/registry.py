@@ -41,6 +41,7 @@ AREA_TITLES = {
     "config": "Config vs checkpoint",
     "model": "Model instantiation",
     "explain": "Error log",
+    "remedy": "Remedy",
 }
 
 # pytest markers (registered by the plugin) per area.
@@ -55,6 +56,7 @@ AREA_MARKERS = {
     "config": "model",
     "model": "model",
     "explain": "env",
+    "remedy": "cache",
 }
 
 
