@@ -99,6 +99,8 @@ class ResolutionReport:
     recommendations: List[str]
     files: List[Tuple[str, str]]  # (path, role)
     environment_table: List[Tuple[str, str]]
+    checkpoint_table: List[Tuple[str, str]] = field(default_factory=list)
+    checkpoint_chart: List[Dict[str, Any]] = field(default_factory=list)
     results: List[CheckResult] = field(default_factory=list)
     facts: Dict[str, Any] = field(default_factory=dict)
     incomplete: bool = False
@@ -185,6 +187,51 @@ def _environment_table(facts: Dict[str, Any]) -> List[Tuple[str, str]]:
     return rows
 
 
+# Colours per dtype in the checkpoint chart (colour-blind-safe palette).
+DTYPE_COLOURS = {"float32": "#0072b2", "float16": "#e69f00", "bfloat16": "#009e73", "float64": "#cc79a7",
+                 "int64": "#56b4e9", "int32": "#d55e00"}
+OTHER_COLOUR = "#999999"
+
+
+def _checkpoint_table(ckpt: Dict[str, Any]) -> List[Tuple[str, str]]:
+    if not ckpt or not ckpt.get("analysed", True) or ckpt.get("format") in (None, "unknown"):
+        return []
+    te = ckpt.get("text_encoder") or {}
+    ema = ckpt.get("ema") or {}
+    rows = [
+        ("Format", str(ckpt.get("format"))),
+        ("Size", fmt_bytes(ckpt.get("size_bytes"))),
+        ("Safe to load (no code in the pickle)", "yes" if ckpt.get("safe") else "no"),
+        ("Family / variant", f"{ckpt.get('family')} / {ckpt.get('variant')}"),
+        ("UNet input channels", str(ckpt.get("unet_in_channels"))),
+        ("Text encoder", str(te.get("kind") or ("absent" if not te.get("present", te) else "unknown"))),
+        ("EMA weights", "present" if ema.get("present") else "absent"),
+        ("Tensors / parameters", f"{ckpt.get('tensors_total')} / {ckpt.get('parameters_total'):,}"
+         if isinstance(ckpt.get("parameters_total"), int) else str(ckpt.get("tensors_total"))),
+    ]
+    return rows
+
+
+def _checkpoint_chart(ckpt: Dict[str, Any], width: int = 560) -> List[Dict[str, Any]]:
+    """Bars of bytes per component, split by dtype, scaled to the largest component (for an inline SVG)."""
+    components = (ckpt or {}).get("components") or {}
+    bars = [(name, c) for name, c in components.items() if isinstance(c, dict) and c.get("bytes")]
+    if not bars:
+        return []
+    largest = max(c["bytes"] for _, c in bars)
+    chart = []
+    for name, c in sorted(bars, key=lambda item: -item[1]["bytes"]):
+        x = 0.0
+        segments = []
+        for dtype, nbytes in sorted((c.get("bytes_by_dtype") or {}).items(), key=lambda item: -item[1]):
+            w = width * nbytes / largest
+            segments.append({"dtype": dtype, "bytes": fmt_bytes(nbytes), "x": round(x, 1), "w": round(max(w, 0.5), 1),
+                             "colour": DTYPE_COLOURS.get(dtype, OTHER_COLOUR)})
+            x += w
+        chart.append({"component": name, "total": fmt_bytes(c["bytes"]), "end": round(x, 1), "segments": segments})
+    return chart
+
+
 def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
     opts = ctx.options
     files = []
@@ -255,6 +302,8 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         recommendations=recommendations,
         files=_files(ctx, written) + [f for m in remedies for f in m.files],
         environment_table=_environment_table(ctx.facts),
+        checkpoint_table=_checkpoint_table(ctx.facts.get("checkpoint") or {}),
+        checkpoint_chart=_checkpoint_chart(ctx.facts.get("checkpoint") or {}),
         results=list(results),
         facts=ctx.facts,
         incomplete=incomplete,

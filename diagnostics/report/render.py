@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List
 
-from .build import ResolutionReport, area_title
+from .build import DTYPE_COLOURS, OTHER_COLOUR, ResolutionReport, area_title
 from .write import atomic_write_text
 
 FORMATS = ("md", "html", "json")
@@ -59,7 +59,7 @@ def _environment(autoescape: bool):
         keep_trailing_newline=True,
     )
     env.filters.update(fence=_fence, md=_md, code=_code, tojson_pretty=_json, area_title=area_title)
-    env.globals.update(icons=ICONS, status_icons=STATUS_ICONS)
+    env.globals.update(icons=ICONS, status_icons=STATUS_ICONS, dtype_colours=DTYPE_COLOURS, other_colour=OTHER_COLOUR)
     return env
 
 
