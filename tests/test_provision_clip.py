@@ -35,7 +35,9 @@ def versions(transformers=None):
         except md.PackageNotFoundError:
             return None
 
-    return {"transformers": transformers or v("transformers"), "safetensors": v("safetensors"),
+    if transformers:  # hand-made facts: a modern stack, whatever this interpreter has
+        return {"transformers": transformers, "safetensors": "0.8.0", "huggingface_hub": "2.4.0", "torch": "2.14.1"}
+    return {"transformers": v("transformers"), "safetensors": v("safetensors"),
             "huggingface_hub": v("huggingface_hub"), "torch": v("torch")}
 
 
@@ -226,7 +228,7 @@ def test_checkpoint_without_text_encoder_says_so_and_writes_nothing(tmp_path, hu
 
 
 def test_an_sd2_checkpoint_names_its_openclip_text_encoder(tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
 
     sd = {"cond_stage_model.model.token_embedding.weight": torch.zeros(49408, 8, dtype=torch.float16),
           "cond_stage_model.model.positional_embedding": torch.zeros(77, 8, dtype=torch.float16),

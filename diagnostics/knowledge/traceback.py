@@ -599,7 +599,9 @@ class _Parser:
             loc = _PYTEST_LOC.match(body)
             if (loc and (loc.group("rest") or "").startswith("in ")) or (
                 in_pytest_failures and _PYTEST_E.match(raw)
-            ) or (_PYTEST_E.match(raw) and _BARE_EXC.match(_PYTEST_E.match(raw).group("text").strip())):
+            ) or (_PYTEST_E.match(raw) and _BARE_EXC.match(_PYTEST_E.match(raw).group("text").strip())) or (
+                in_pytest_failures and loc and _is_exception_rest(loc.group("rest"))
+            ):  # the last: pytest < 9's --tb=line prints only `file:line: Type: message`
                 i = self._parse_pytest(i)
                 continue
             wm = _WARNING.match(body)
@@ -645,6 +647,11 @@ class _Parser:
             seen.add(key)
             self.tracebacks.append(Traceback(links=[record], start_line=start + 1, end_line=i, fmt="bare"))
         self.tracebacks.sort(key=lambda t: t.start_line)
+
+
+def _is_exception_rest(rest: Optional[str]) -> bool:
+    m = _EXC_LINE.match((rest or "").strip())
+    return bool(m and _looks_like_exception_type(m.group("type")))
 
 
 def parse_log(text: str) -> ParsedLog:

@@ -73,8 +73,9 @@ def key_lines(text: str) -> Dict[str, int]:
     return lines
 
 
-def _load(path: Path) -> Dict[str, Any]:
-    """Parse the file; returns {"data"} or {"error"} plus the reader used."""
+def load_yaml(path: Path) -> Dict[str, Any]:
+    """Parse the file with omegaconf (PyYAML without it); returns {"data"} or {"error"} (with the
+    line where the parser gives one) plus the reader used. Never raises."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -185,7 +186,7 @@ def read_ldm_config(path: Optional[str]) -> Dict[str, Any]:
         facts["error"] = {"kind": "unreadable", "type": "FileNotFoundError",
                           "message": f"{p} does not exist or is not a file"}
         return facts
-    parsed = _load(p)
+    parsed = load_yaml(p)
     facts["reader"] = parsed.get("reader")
     if "error" in parsed:
         facts["error"] = parsed["error"]

@@ -201,25 +201,21 @@ def parse_yaml_subset(text: str) -> Dict[str, Any]:
 
 
 def load_config(path: str) -> Tuple[Optional[Dict[str, Any]], Optional[str], str]:
-    """(data, error, parser). Never raises."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        return None, f"{type(exc).__name__}: {exc}", "none"
-    try:
-        import yaml  # PyYAML, present wherever omegaconf is
-    except ImportError:
-        try:
-            return parse_yaml_subset(text), None, "builtin"
-        except Exception as exc:  # pragma: no cover - the subset reader does not raise on text
-            return None, f"{type(exc).__name__}: {exc}", "builtin"
-    try:
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}", "yaml"
-    if not isinstance(data, dict):
-        return None, "the config is not a mapping", "yaml"
-    return data, None, "yaml"
+    """(data, error, parser). Never raises. The yaml is read as the config check reads it
+    (`ldm_config.load_yaml`); only where neither omegaconf nor PyYAML is installed does the
+    lenient subset reader above take over."""
+    from .ldm_config import load_yaml
+
+    parsed = load_yaml(Path(path))
+    error = parsed.get("error")
+    if error and error.get("kind") == "missing-reader":
+        return parse_yaml_subset(parsed.get("text") or ""), None, "builtin"
+    if error:
+        where = f" (line {error['line']})" if error.get("line") else ""
+        return None, f"{error.get('type')}: {error.get('message')}{where}", parsed.get("reader") or "none"
+    if not isinstance(parsed.get("data"), dict):
+        return None, "the config is not a mapping", parsed.get("reader") or "none"
+    return parsed["data"], None, parsed.get("reader") or "none"
 
 
 def _walk(node: Any, prefix: str = ""):
