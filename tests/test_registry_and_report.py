@@ -157,3 +157,11 @@ def test_checkpoint_section_has_a_facts_table_and_an_inline_svg_chart():
     assert page.count("<rect") == 4 + 3  # 4 dtype segments + a legend entry per dtype
     md = render_markdown(report)
     assert "| text_encoder | 234.7 MiB | float16 234.7 MiB, int64 616 B |" in md
+
+
+def test_every_registered_check_is_in_the_code_catalog():
+    from pathlib import Path
+
+    catalog = (Path(__file__).resolve().parents[1] / "docs" / "finding-codes.md").read_text(encoding="utf-8")
+    missing = [c.id for c in all_checks() if f"`{c.id}`" not in catalog]
+    assert missing == []
