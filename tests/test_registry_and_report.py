@@ -165,3 +165,26 @@ def test_every_registered_check_is_in_the_code_catalog():
     catalog = (Path(__file__).resolve().parents[1] / "docs" / "finding-codes.md").read_text(encoding="utf-8")
     missing = [c.id for c in all_checks() if f"`{c.id}`" not in catalog]
     assert missing == []
+
+
+def test_model_instantiation_section_shows_time_memory_params_keys_and_smoke():
+    ctx = Context(Options(config="v1-inpainting-inference.yaml"), environ={})
+    ctx.set_fact("model", {"stages": {
+        "import": {"seconds": 5.05},
+        "instantiate": {"seconds": 0.34, "meta": True, "class": "ldm.models.diffusion.ddpm.LatentInpaintDiffusion",
+                        "components": {"model": {"parameters": 859_535_364, "tensors": 686}},
+                        "rss_peak_bytes": 2 * 2**30},
+        "load": {"seconds": 0.07, "loaded": 1143, "checkpoint_tensors": 1143, "missing": {"count": 688},
+                 "unexpected": {"count": 1}, "mismatched": {"count": 0}},
+        "device": {"seconds": 14.4, "device": "cuda", "dtype": "float16", "max_memory_allocated": 2_200_000_000},
+        "smoke": {"parts": {"unet": {"shape": [1, 4, 64, 64], "finite": True, "seconds": 0.1},
+                            "vae": {"shape": [1, 3, 512, 512], "finite": False}}},
+    }})
+    report = build_report([_result("model.instantiate", Status.OK)], ctx)
+    rows = dict(report.model_table)
+    assert rows["Parameters: model"] == "859.54 M (686 tensors)"  # the seed's "DiffusionWrapper has 859.54 M params"
+    assert rows["Time"] == "import 5.05 s, instantiate 0.34 s, load 0.07 s, device 14.40 s"
+    assert rows["Checkpoint keys"] == "1143 of 1143 loaded; 688 missing, 1 unexpected, 0 size mismatches"
+    assert rows["GPU memory (max allocated)"] == "2.0 GiB"
+    assert rows["Smoke forward: vae"] == "1x3x512x512 NOT finite"
+    assert "| Smoke forward: unet | 1x4x64x64 finite, 0.10 s |" in render_markdown(report)

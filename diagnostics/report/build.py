@@ -101,6 +101,7 @@ class ResolutionReport:
     environment_table: List[Tuple[str, str]]
     checkpoint_table: List[Tuple[str, str]] = field(default_factory=list)
     checkpoint_chart: List[Dict[str, Any]] = field(default_factory=list)
+    model_table: List[Tuple[str, str]] = field(default_factory=list)
     results: List[CheckResult] = field(default_factory=list)
     facts: Dict[str, Any] = field(default_factory=dict)
     incomplete: bool = False
@@ -232,6 +233,44 @@ def _checkpoint_chart(ckpt: Dict[str, Any], width: int = 560) -> List[Dict[str, 
     return chart
 
 
+def _model_table(model: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """The seed's hand-run model check, as facts: times, memory, parameters, keys, smoke forward."""
+    stages = (model or {}).get("stages") or {}
+    if not stages:
+        return []
+    rows: List[Tuple[str, str]] = []
+    inst, load, device, smoke = (stages.get(k) or {} for k in ("instantiate", "load", "device", "smoke"))
+    if inst.get("class"):
+        rows.append(("Model class", str(inst["class"]) + (" (built on the meta device)" if inst.get("meta") else "")))
+    times = [f"{name} {stages[name]['seconds']:.2f} s" for name in ("import", "instantiate", "load", "device")
+             if isinstance((stages.get(name) or {}).get("seconds"), (int, float))]
+    if times:
+        rows.append(("Time", ", ".join(times)))
+    for name, comp in (inst.get("components") or {}).items():
+        count = comp.get("parameters", comp.get("elements"))
+        if isinstance(count, int):
+            rows.append((f"Parameters: {name}", f"{count / 1e6:.2f} M ({comp.get('tensors')} tensors)"))
+    if load:
+        def count(key):
+            return (load.get(key) or {}).get("count", 0)
+        rows.append(("Checkpoint keys", f"{load.get('loaded')} of {load.get('checkpoint_tensors')} loaded; "
+                                        f"{count('missing')} missing, {count('unexpected')} unexpected, "
+                                        f"{count('mismatched')} size mismatches"))
+    if device.get("device"):
+        rows.append(("Device", f"{device['device']} ({device.get('dtype')})"))
+    if isinstance(device.get("max_memory_allocated"), int):
+        rows.append(("GPU memory (max allocated)", fmt_bytes(device["max_memory_allocated"])))
+    peaks = [st.get("rss_peak_bytes") for st in (inst, load, device, smoke) if isinstance(st.get("rss_peak_bytes"), int)]
+    if peaks:
+        rows.append(("Peak RSS of the model process", fmt_bytes(max(peaks))))
+    for name, part in ((smoke.get("parts") or {}).items()):
+        verdict = "finite" if part.get("finite") else ("NOT finite" if "finite" in part else part.get("error", "?"))
+        shape = "x".join(str(d) for d in part.get("shape") or [])
+        secs = f", {part['seconds']:.2f} s" if isinstance(part.get("seconds"), (int, float)) else ""
+        rows.append((f"Smoke forward: {name}", f"{shape} {verdict}{secs}".strip()))
+    return rows
+
+
 def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
     opts = ctx.options
     files = []
@@ -304,6 +343,7 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         environment_table=_environment_table(ctx.facts),
         checkpoint_table=_checkpoint_table(ctx.facts.get("checkpoint") or {}),
         checkpoint_chart=_checkpoint_chart(ctx.facts.get("checkpoint") or {}),
+        model_table=_model_table(ctx.facts.get("model") or {}),
         results=list(results),
         facts=ctx.facts,
         incomplete=incomplete,
