@@ -140,7 +140,10 @@ def _cached_state_dict(config_name: str, seed: int):
 
     model = build_model(config_name, tiny=True, use_ema=True, seed=seed)
     sd = model.state_dict()
-    ids = model.cond_stage_model.transformer.embeddings.position_ids  # the module's own buffer: int64 [1, 77]
+    # The module's own buffer, int64 [1, 77]: `transformer.embeddings` under transformers 5,
+    # `transformer.text_model.embeddings` under 4.x (where it is also in the state dict before 4.31).
+    ids = next(buf for name, buf in model.cond_stage_model.transformer.named_buffers()
+               if name.endswith("embeddings.position_ids"))
     sd = sd1_layout(sd, ids)
     # A trained EMA differs from the live weights and has counted its updates.
     gen = torch.Generator().manual_seed(seed + 1)

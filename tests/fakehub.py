@@ -354,11 +354,47 @@ def hermetic_env(tmp_path: Path, **extra: str) -> Dict[str, str]:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "LDM_DIAG_NET_TIMEOUT": "1",
     }
-    for key in ("LANG", "LC_ALL", "SYSTEMROOT"):
+    # PYTHONPATH too: the checks' child interpreters must import the same transformers and
+    # huggingface_hub as this process, whose versions the rules are given.
+    for key in ("LANG", "LC_ALL", "SYSTEMROOT", "PYTHONPATH"):
         if key in os.environ:
             env[key] = os.environ[key]
     env.update(extra)
     return env
+
+
+def pythonpath(*first) -> str:
+    """`first`, then this process's PYTHONPATH: a child interpreter that must find the project also
+    keeps the packages this process was started with (e.g. another transformers put in front)."""
+    import os
+
+    parts = [str(p) for p in first]
+    parts += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in parts]
+    return os.pathsep.join(parts)
+
+
+def hub_version() -> str:
+    """The installed huggingface_hub's version (from its metadata, as the environment probe reads it)."""
+    from diagnostics.probes.environment import package_versions
+
+    return package_versions()["huggingface_hub"]
+
+
+def download_cli() -> str:
+    """The download command the fixes name for the installed huggingface_hub: `hf download` from 0.34
+    (where the `hf` CLI appeared), `huggingface-cli download` before."""
+    from packaging.version import Version
+
+    return "hf download" if Version(hub_version()) >= Version("0.34") else "huggingface-cli download"
+
+
+def download_cli_code() -> str:
+    """Python code that runs the installed huggingface_hub's download CLI on sys.argv[1:]."""
+    if download_cli() == "hf download":
+        return ("import sys; from huggingface_hub.cli.hf import main; "
+                "sys.argv = ['hf', 'download'] + sys.argv[1:]; main()")
+    return ("import sys; from huggingface_hub.commands.huggingface_cli import main; "
+            "sys.argv = ['huggingface-cli', 'download'] + sys.argv[1:]; main()")
 
 
 def populate_cache(hub_cache: Path, repo_id: str, files: Dict[str, bytes], commit: str = COMMIT) -> Path:

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from diagnostics.model import Status
-from tests.fakehub import CLIP_ID, FakeHub, closed_port, hermetic_env, make_context, run_codes
+from tests.fakehub import CLIP_ID, FakeHub, closed_port, download_cli, download_cli_code, hermetic_env, make_context, \
+    run_codes
 
 pytestmark = pytest.mark.cache
 pytest.importorskip("transformers")
@@ -30,7 +31,7 @@ def test_seed_scenario_empty_cache_no_network_default_id(tmp_path):
     found = verdicts(tmp_path, HF_ENDPOINT="https://huggingface.invalid")
     missing, tok, dns = found["cache.model-missing"], found["tokenizer.functional"], found["hub.dns"]
     assert missing.status is Status.FAIL and missing.blocking
-    assert "hf download openai/clip-vit-large-patch14 vocab.json merges.txt" in missing.fix
+    assert f"{download_cli()} openai/clip-vit-large-patch14 vocab.json merges.txt" in missing.fix
     assert tok.status is Status.FAIL and tok.blocking and tok.fix == missing.fix
     # transformers 5 returns a 2-token tokenizer, 4.x raises: either way the check fails, offline and fast
     assert tok.evidence["forced_offline"] is True
@@ -39,11 +40,13 @@ def test_seed_scenario_empty_cache_no_network_default_id(tmp_path):
 
 
 def _hf_download(fix: str, env) -> None:
-    """Run the `hf download ...` line of a fix through huggingface_hub's own CLI."""
-    line = next(l for l in fix.splitlines() if "hf download" in l)
-    args = shlex.split(line[line.index("hf download") + len("hf download"):])
-    code = "import sys; from huggingface_hub.cli.hf import main; sys.argv = ['hf', 'download'] + sys.argv[1:]; main()"
-    proc = subprocess.run([sys.executable, "-c", code] + args, env=env, capture_output=True, text=True, timeout=300)
+    """Run the `hf download ...` line of a fix (`huggingface-cli download` before huggingface_hub 0.34)
+    through huggingface_hub's own CLI."""
+    cli = download_cli()
+    line = next(l for l in fix.splitlines() if cli in l)
+    args = shlex.split(line[line.index(cli) + len(cli):])
+    proc = subprocess.run([sys.executable, "-c", download_cli_code()] + args, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

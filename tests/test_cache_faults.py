@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from diagnostics.model import Status
-from tests.fakehub import CLIP_ID, FakeHub, clip_repo, closed_port, hermetic_env, make_context, populate_cache, \
-    run_codes
+from tests.fakehub import CLIP_ID, FakeHub, clip_repo, closed_port, download_cli, hermetic_env, make_context, \
+    populate_cache, run_codes
 
 pytestmark = pytest.mark.cache
 
@@ -54,7 +54,7 @@ def test_offline_flag_with_an_empty_cache(tmp_path):
     # the Hub answers, so the first step is the download, with offline mode lifted for it
     first = missing.fix.splitlines()[0]
     assert first.startswith("1. ") and "HF_HUB_OFFLINE=0 " in first
-    assert "hf download openai/clip-vit-large-patch14 vocab.json" in first
+    assert f"{download_cli()} openai/clip-vit-large-patch14 vocab.json" in first
     assert "tokenizer.json" not in first  # the Hub said it has none
 
 

@@ -19,6 +19,7 @@ import pytest
 from diagnostics.remedies import clip_offline as co
 from diagnostics.remedies.clip_offline import TextTower, provision
 from tests import ckpt_factory as f
+from tests.fakehub import download_cli, pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TextTower("tiny CLIP text tower", vocab_size=1000, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
@@ -223,7 +224,7 @@ def test_checkpoint_without_text_encoder_says_so_and_writes_nothing(tmp_path, hu
     assert "no CLIP ViT-L/14 text encoder" in result.message
     assert not (tmp_path / "out").exists()
     command = co.minimal_download(versions())
-    assert command.startswith("hf download openai/clip-vit-large-patch14 vocab.json merges.txt")
+    assert command.startswith(f"{download_cli()} openai/clip-vit-large-patch14 vocab.json merges.txt")
     assert "config.json model.safetensors" in command and "tokenizer.json" not in command
 
 
@@ -469,7 +470,7 @@ def test_safetensors_header_is_valid_for_the_safetensors_library(tmp_path):
 
 def cli(*args, cwd, env=None):
     full = dict(os.environ if env is None else env)
-    full["PYTHONPATH"] = str(ROOT)
+    full["PYTHONPATH"] = pythonpath(ROOT)
     return subprocess.run([sys.executable, "-m", "diagnostics", "provision-clip", *args], cwd=str(cwd), env=full,
                           capture_output=True, text=True, timeout=300)
 
@@ -501,7 +502,7 @@ def test_no_text_encoder_prints_the_minimal_download_and_exits_1(tmp_path, hub_s
                env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no CLIP ViT-L/14 text encoder" in proc.stdout
-    assert "hf download openai/clip-vit-large-patch14 vocab.json merges.txt" in proc.stdout
+    assert f"{download_cli()} openai/clip-vit-large-patch14 vocab.json merges.txt" in proc.stdout
     data = json.loads((tmp_path / "rep" / "resolution-report.json").read_text())
     assert data["status"] == "UNRESOLVED" and "remedy.clip-offline" in data["blocking"]
     assert not (tmp_path / "hf" / "hub" / "models--openai--clip-vit-large-patch14").exists()

@@ -20,11 +20,27 @@ from pathlib import Path
 import pytest
 
 from tests.ckpt_factory import require_ldm
-from tests.fakehub import closed_port, hermetic_env
+from tests.fakehub import closed_port, hermetic_env, pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a photo of a dog"
 EXPECTED_IDS = [49406, 320, 1125, 539, 320, 1929, 49407]
+
+
+def _position_ids_saved() -> bool:
+    """transformers < 4.31 keeps CLIP's `embeddings.position_ids` (int64 [1, 77]) in the state dict."""
+    import importlib.metadata as md
+
+    from packaging.version import Version
+
+    return Version(md.version("transformers")) < Version("4.31")
+
+
+def text_encoder_size():
+    """ViT-L/14's text tower in the checkpoint: 196 tensors, 123,060,480 numbers; one tensor of 77 more
+    where the installed transformers still saves position_ids. Returns (tensors, numbers)."""
+    saved = _position_ids_saved()
+    return 196 + (1 if saved else 0), 123060480 + (77 if saved else 0)
 
 BUILD = r"""
 import contextlib, io, json, sys
@@ -102,8 +118,8 @@ def run(argv, env, cwd, timeout=600):
 def world(tmp_path_factory):
     require_ldm()
     root = tmp_path_factory.mktemp("clip-e2e")
-    env = hermetic_env(root, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", PYTHONPATH=str(ROOT))
-    proc = run([sys.executable, "-c", BUILD, str(root)], dict(os.environ, PYTHONPATH=str(ROOT)), ROOT)
+    env = hermetic_env(root, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", PYTHONPATH=pythonpath(ROOT))
+    proc = run([sys.executable, "-c", BUILD, str(root)], dict(os.environ, PYTHONPATH=pythonpath(ROOT)), ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((root / "manifest.json").read_text())
     ckpt, config = root / "sd-v1-tiny-unet.ckpt", root / "v1-inference-tiny-unet.yaml"
@@ -124,7 +140,7 @@ def findings(report):
 
 def test_the_checkpoint_is_an_sd1_ckpt_with_a_full_size_clip_text_tower(world):
     m = world["manifest"]
-    assert m["text_encoder_parameters"] == 123060480 and m["text_encoder_keys"] == 196
+    assert (m["text_encoder_keys"], m["text_encoder_parameters"]) == text_encoder_size()
     from diagnostics.probes.checkpoint import inspect_checkpoint
 
     facts = inspect_checkpoint(str(world["ckpt"]))
@@ -179,7 +195,7 @@ def test_unmodified_frozen_clip_embedder_loads_offline_and_equals_the_ldm_after_
     assert res["vocab_size"] == 49408 and res["ids"] == EXPECTED_IDS
     assert res["dtype"] == "torch.float32" and res["shape"] == [1, 77, 768] and res["std"] > 0
     # The checkpoint's text encoder really went into the LDM (not skipped as unexpected keys) ...
-    assert res["te_keys"] == 196 and res["te_unexpected"] == [] and res["te_missing"] == []
+    assert res["te_keys"] == text_encoder_size()[0] and res["te_unexpected"] == [] and res["te_missing"] == []
     assert res["ldm_holds_checkpoint_weights"] is True
     # ... and the provisioned model computes exactly what the LDM computes with it.
     assert res["max_abs_diff"] == 0.0

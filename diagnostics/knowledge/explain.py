@@ -473,6 +473,9 @@ def match_signatures(parsed: ParsedLog, signatures: Sequence[Signature] = SIGNAT
                         continue
                     if pat.frames and not re.search(pat.frames, _frames_text(tb)):
                         continue
+                    if pat.wrapper and weight == 4:
+                        # A catch-all on top of the chain explains no more than a known error beneath it.
+                        weight = 3
                     hits.append(Hit(pat, _snippet(_norm(link.text)), "exception", link.log_line, weight,
                                     link.exception_type, {k: v for k, v in m.groupdict().items() if v}))
             if pat.scope == "line" or (pat.scope == "any" and len(hits) == before):

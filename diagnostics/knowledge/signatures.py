@@ -70,6 +70,11 @@ class Pattern:
     versions: Versions = ()  # versions that print this wording (informational)
     frames: str = ""  # regex that must match a frame (file, function or code) of the same traceback
     blocking: bool = True  # False for wordings that only warn (deprecations, fallbacks)
+    # A catch-all wording raised on top of the real error (`raise ... from e`, or while handling it):
+    # when the same traceback also shows a known error further up its chain, that one explains the
+    # failure. E.g. huggingface_hub < 1.0 turns a 401 into LocalEntryNotFoundError ("check your
+    # connection"), and transformers 4.x turns a GatedRepoError into "is not a valid model identifier".
+    wrapper: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,11 +135,11 @@ SIGNATURES: List[Signature] = [
             Pattern(r"Can't load tokenizer for '(?P<repo>[^']+)'\. If you were trying to load it from "
                     r"'https://huggingface\.co/models', make sure you don't have a local directory with the same name",
                     label="transformers < 5 catch-all (every tokenizer file resolved to nothing)",
-                    versions=({"transformers": "<5"},)),
+                    versions=({"transformers": "<5"},), wrapper=True),
             Pattern(r"(?P<repo>\S+) is not a local folder and is not a valid model identifier listed on "
                     r"'https://huggingface\.co/models'",
                     label="repo not found, or gated/unauthorised on transformers 4.22-4.x",
-                    versions=({"transformers": ">=4.22,<5"},)),
+                    versions=({"transformers": ">=4.22,<5"},), wrapper=True),
             Pattern(r"OSError: \[Errno 30\] Read-only file system: '[^']*\.lock'",
                     label="read-only cache and the file is not cached (transformers 4.19.2)"),
             Pattern(r"`vocab` and `merges` must be both be from memory or both filenames",
@@ -194,13 +199,15 @@ SIGNATURES: List[Signature] = [
         patterns=(
             Pattern(r"We couldn't connect to '(?P<endpoint>[^']+)' to load (?:this file|the files|this model), (?:and )?"
                     r"couldn't find (?:it|them) in the cached files",
-                    label="transformers >= 4.22 (cached_file)", versions=({"transformers": ">=4.22"},)),
+                    label="transformers >= 4.22 (cached_file)", versions=({"transformers": ">=4.22"},),
+                    wrapper=True),
             Pattern(r"Cannot find the requested files in the disk cache and outgoing traffic has been disabled",
                     label="huggingface_hub, offline mode"),
             Pattern(r"An error happened while trying to locate the file on the Hub and we cannot find the "
-                    r"requested files in the local cache", label="huggingface_hub, Hub unreachable"),
+                    r"requested files in the local cache", label="huggingface_hub, Hub unreachable",
+                    wrapper=True),
             Pattern(r"Connection error, and we cannot find the requested files in the cached path",
-                    label="transformers < 4.22", versions=({"transformers": "<4.22"},)),
+                    label="transformers < 4.22", versions=({"transformers": "<4.22"},), wrapper=True),
         ),
         cause="A model file (e.g. CLIPTextModel's config.json) is not in the local cache and the Hub cannot be "
               "asked: the offline switch is on, or the network is down. With transformers 5.x this is the "
