@@ -267,3 +267,19 @@ def test_model_id_option_fix_says_to_load_the_directory():
     m = nm.model_entry("org/thing", "--model-id", "--model-id", nm.generic_groups(V5), Path("/nonexistent"))
     f = missing_finding(m, resolution(m, missing=["config.json"]))
     assert "load `/srv/app/models/org--thing` instead of `org/thing`" in f.fix
+
+
+def test_a_checkpoint_with_clip_l_makes_provision_clip_the_first_fix(tmp_path):
+    from diagnostics.context import DEFAULT_CLIP_ID, Context, Options
+    from diagnostics.rules.cache import provision_hint
+
+    ckpt = tmp_path / "sd15.ckpt"
+    ctx = Context(Options(checkpoint=str(ckpt)), environ={})
+    ctx.set_fact("checkpoint", {"text_encoder": {"present": True, "kind": "clip-l"}})
+    hint = provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID})
+    assert hint.startswith("0. No download needed")
+    assert f"provision-clip --checkpoint {ckpt} --hf-cache" in hint
+    assert provision_hint(ctx, {"repo_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}) == ""
+    ctx.set_fact("checkpoint", {"text_encoder": {"present": False, "kind": None}})
+    assert provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID}) == ""
+    assert provision_hint(Context(Options(), environ={}), {"repo_id": DEFAULT_CLIP_ID}) == ""

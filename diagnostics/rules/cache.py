@@ -14,6 +14,7 @@ import shlex
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
+from ..context import DEFAULT_CLIP_ID
 from ..model import Finding, Status, skip
 from ..probes.cache import probe_cache
 from ..probes.environment import probe_environment
@@ -662,6 +663,30 @@ def check_offline_flag(ctx):
     return [rule_offline_flag(cache["offline"], incomplete, _versions(ctx), hub)]
 
 
+def provision_hint(ctx, model: Dict[str, Any]) -> str:
+    """When the checkpoint already holds CLIP ViT-L/14's text encoder, the first fix is to use it:
+    no download at all (`provision-clip`), rather than fetching the model from the Hub."""
+    checkpoint = ctx.options.checkpoint
+    if not checkpoint or model.get("repo_id") != DEFAULT_CLIP_ID:
+        return ""
+    from ..probes.checkpoint import probe_checkpoint
+
+    te = (ctx.fact("checkpoint", probe_checkpoint) or {}).get("text_encoder") or {}
+    if not te.get("present") or "clip-l" not in str(te.get("kind") or ""):
+        return ""
+    return (f"0. No download needed: the checkpoint holds this text encoder. "
+            f"`python -m diagnostics provision-clip --checkpoint {checkpoint} --hf-cache`, then start with "
+            f"`HF_HUB_OFFLINE=1`. Otherwise:")
+
+
+def _with_hint(ctx, model: Dict[str, Any], finding: Finding) -> Finding:
+    if finding.status in (Status.FAIL, Status.WARN) and finding.fix:
+        hint = provision_hint(ctx, model)
+        if hint:
+            finding.fix = hint + "\n" + finding.fix
+    return finding
+
+
 def model_fixes(ctx) -> Dict[str, str]:
     """ref -> the fix commands of cache.model-missing (shared with tokenizer.functional)."""
     needed, cache = _facts(ctx)
@@ -672,9 +697,11 @@ def model_fixes(ctx) -> Dict[str, str]:
         if m["kind"] == "unknown":
             continue
         net_ok = network_ok_for(hub, m, res[m["ref"]])
-        fixes[m["ref"]] = model_fix(m, res[m["ref"]], _versions(ctx), hub_files_for(hub, m["ref"]), cache["locations"],
-                                    bool(net_ok), ctx.options.config, str(ctx.cwd), ctx.options.code_root,
-                                    offline_on=cache["offline"]["effective"])
+        fix = model_fix(m, res[m["ref"]], _versions(ctx), hub_files_for(hub, m["ref"]), cache["locations"],
+                        bool(net_ok), ctx.options.config, str(ctx.cwd), ctx.options.code_root,
+                        offline_on=cache["offline"]["effective"])
+        hint = provision_hint(ctx, m)
+        fixes[m["ref"]] = f"{hint}\n{fix}" if hint else fix
     return fixes
 
 
@@ -684,8 +711,9 @@ def check_model_missing(ctx):
         return [skip("cache.model-missing", "Needed models resolve offline", "The config needs no Hugging Face model.")]
     res = _resolutions(cache)
     hub = _hub_if_needed(ctx) if any(res[m["ref"]]["missing"] for m in needed["models"]) else {"skipped": "not needed"}
-    return [rule_model_missing(m, res[m["ref"]], cache["offline"], hub, _versions(ctx), cache["locations"],
-                               ctx.options.config, str(ctx.cwd), ctx.options.code_root) for m in needed["models"]]
+    return [_with_hint(ctx, m, rule_model_missing(m, res[m["ref"]], cache["offline"], hub, _versions(ctx),
+                                                  cache["locations"], ctx.options.config, str(ctx.cwd),
+                                                  ctx.options.code_root)) for m in needed["models"]]
 
 
 def check_incomplete(ctx):
