@@ -382,10 +382,14 @@ def hub_version() -> str:
 
 def download_cli() -> str:
     """The download command the fixes name for the installed huggingface_hub: `hf download` from 0.34
-    (where the `hf` CLI appeared), `huggingface-cli download` before."""
+    (where the `hf` CLI appeared), `huggingface-cli download` before; without huggingface_hub, the
+    fix installs a current one in a throw-away venv and runs its `hf download`."""
     from packaging.version import Version
 
-    return "hf download" if Version(hub_version()) >= Version("0.34") else "huggingface-cli download"
+    version = hub_version()
+    if version is None:
+        return "hf download"
+    return "hf download" if Version(version) >= Version("0.34") else "huggingface-cli download"
 
 
 def download_cli_code() -> str:
