@@ -39,7 +39,6 @@ import json
 import os
 import struct
 import time
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -194,106 +193,22 @@ class CheckpointRead:
 
 
 def read_checkpoint(path: str) -> CheckpointRead:
-    """Every tensor record with its file offset located, through the checkpoint package's readers.
-
-    `probes.checkpoint.inspect_checkpoint` keeps its records to itself; this is the same dispatch
-    (sniff, then the zip / safetensors / pickle / diffusers reader) returning them. Never raises.
-    """
+    """Every tensor record with its file offset located, through the checkpoint package's
+    `read_tensor_records` (the same dispatch `inspect` uses). Never raises."""
+    from ..probes.checkpoint import read_tensor_records
     from ..probes.checkpoint.layout import analyse
-    from ..probes.checkpoint.records import problem
-    from ..probes.checkpoint.sniff import HEAD_BYTES, classify_stat, open_file, sniff, stat_path
 
     start = time.perf_counter()
-    out = CheckpointRead(path=path)
-    st, prob = stat_path(path)
-    if prob is not None:
-        out.problems.append(prob)
-        return out
-    if os.path.isdir(path):
-        from ..probes.checkpoint.diffusers_dir import is_diffusers_dir, read_diffusers_dir
-
-        if not is_diffusers_dir(path):
-            out.problems.append(problem("ckpt.format", "directory", f"{path} is a directory, not a checkpoint file"))
-            return out
-        out.format = "diffusers-dir"
-        result = read_diffusers_dir(path)  # offsets are located file by file, names prefixed by folder
-        _finish_read(out, result, analyse, start)
-        return out
-    prob = classify_stat(path, st)
-    if prob is not None:
-        out.problems.append(prob)
-        return out
-    fh, prob = open_file(path)
-    if prob is not None:
-        out.problems.append(prob)
-        return out
-    try:
-        with fh:
-            head = fh.read(HEAD_BYTES)
-            kind = sniff(head, st.st_size, path)["kind"]
-            result = None
-            if kind == "zip":
-                from ..probes.checkpoint.torchfile import read_torch_zip
-
-                result = read_torch_zip(fh, st.st_size)
-                out.format = "torch-zip"
-                out.byteorder = _zip_byteorder(fh, result.container.get("root"))
-                if result.resolve is not None:
-                    result.resolve(fh, result.tensors)
-            elif kind == "safetensors":
-                from ..probes.checkpoint.safetensors_fmt import read_safetensors
-
-                result = read_safetensors(fh, st.st_size)
-                out.format = "safetensors"
-            elif kind == "pickle":
-                from ..probes.checkpoint.torchfile import read_torch_pickle_file
-
-                result = read_torch_pickle_file(fh, st.st_size)
-                out.format = "torch-legacy" if result.container.get("kind") == "legacy" else "pickle"
-            else:
-                out.problems.append(problem("ckpt.format", kind, f"{path} is {_NOT_A_CHECKPOINT.get(kind, kind)}"))
-    except (OSError, MemoryError) as exc:
-        out.problems.append(problem("ckpt.corrupt", "read-error", f"reading {path} failed: {exc}"))
-        return out
-    if result is not None:
-        _finish_read(out, result, analyse, start)
-    return out
-
-
-_NOT_A_CHECKPOINT = {
-    "empty": "empty (0 bytes)",
-    "lfs-pointer": "a git-lfs pointer file, not the checkpoint it points to (run `git lfs pull`)",
-    "html": "an HTML page (a failed download), not a checkpoint",
-    "text": "a text file, not a checkpoint",
-    "archive": "an archive, not a torch or safetensors checkpoint",
-    "unknown": "not a torch or safetensors checkpoint",
-}
-
-
-def _finish_read(out: CheckpointRead, result, analyse, start: float) -> None:
-    out.records = list(result.tensors)
-    out.problems.extend(result.problems)
-    if result.pickle is not None:
-        out.unsafe_globals = list(result.pickle.get("unsafe_globals") or [])
-    try:
-        out.layout = analyse(out.records)
-    except Exception as exc:  # layout facts are for messages only
-        out.layout = {"error": f"{type(exc).__name__}: {exc}"}
+    read = read_tensor_records(path, locate=True)
+    out = CheckpointRead(path=path, format=read.format, records=list(read.records), problems=read.all_problems,
+                         unsafe_globals=read.unsafe_globals, byteorder=read.byteorder)
+    if read.result is not None:
+        try:
+            out.layout = analyse(out.records)
+        except Exception as exc:  # layout facts are for messages only
+            out.layout = {"error": f"{type(exc).__name__}: {exc}"}
     out.seconds = time.perf_counter() - start
-
-
-def _zip_byteorder(fh, root: Optional[str]) -> str:
-    """torch >= 2.1 records the byte order of the storages; older files are little-endian."""
-    if root is None:
-        return "little"
-    try:
-        zf = zipfile.ZipFile(fh)
-        name = f"{root}/byteorder" if root else "byteorder"
-        if name in zf.namelist():
-            return zf.read(name).decode("ascii", "replace").strip() or "little"
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, RuntimeError):
-        pass
-    return "little"
+    return out
 
 
 # -- choosing the text-encoder tensors --------------------------------------------------------------

@@ -102,6 +102,10 @@ def _explain(kind: str, p: Dict[str, Any], path: str) -> Dict[str, str]:
         "torchscript": ("A TorchScript archive (torch.jit.save): code plus constants, not a state dict. ldm cannot "
                         "load it, and torch.load(weights_only=True) refuses TorchScript.",
                         "Use the original .ckpt / .safetensors release of the model."),
+        "legacy-tar": ("torch's oldest format (before 0.4): a tar archive of pickles. torch.load(weights_only=False) still "
+                       "unpickles it; weights_only=True refuses it.",
+                       "Load it only if ckpt.unsafe-pickle passes, in a disposable environment, and re-save it "
+                       "(`torch.save(obj, 'model.ckpt')`), or get a current release of the model."),
         "diffusers-no-weights": ("model_index.json is there but no component folder has weights.",
                                  "Download the weights too (`hf download <repo>` fetches the whole folder)."),
         "empty": ("The file is 0 bytes: a download or copy that never wrote anything (disk full, interrupted, "
@@ -118,6 +122,8 @@ def _explain(kind: str, p: Dict[str, Any], path: str) -> Dict[str, str]:
         "storage-too-small": ("Storage records are smaller than data.pkl says.", download),
         "bad-storage-reference": ("data.pkl refers to something that is not a torch storage.", download),
         "tensor-outside-storage": ("A tensor reaches past the end of its storage.", download),
+        "impossible-shape": ("Tensor shapes need more bytes than the whole file holds: the header or data.pkl is "
+                             "damaged.", download),
         "pickle-error": ("The pickle inside is incomplete or damaged: torch.load fails with UnpicklingError / EOFError.",
                          download),
         "pickle-too-large": ("The pickle is hundreds of MB, far more than a weights index; it may hide other data.",
@@ -206,9 +212,15 @@ def rule_format(facts: Dict[str, Any]) -> Finding:
 
 
 _FAIL_ANOMALIES = {"crc-mismatch": "a member's CRC does not match its bytes",
-                   "duplicate-members": "member names appear twice",
+                   "duplicate-members": "member names appear twice (torch compares names case-insensitively)",
                    "multiple-data-pkl": "more than one data.pkl",
                    "local-name-mismatch": "a member's local and central names differ",
+                   "local-size-mismatch": "a member's local and central sizes differ",
+                   "local-method-mismatch": "a member's local and central compression methods differ",
+                   "overlapping-members": "members overlap",
+                   "hidden-bytes": "bytes outside every member (data only some zip readers see)",
+                   "pickle-in-member": "a pickle where torch expects raw bytes or text",
+                   "disguised-pickle": "a pickle whose first bytes pass for another format",
                    "encrypted-members": "encrypted members"}
 
 
@@ -236,7 +248,7 @@ def rule_corrupt(facts: Dict[str, Any]) -> Finding:
         evidence["anomalies"] = anomalies
         what = "; ".join(_FAIL_ANOMALIES[a["kind"]] for a in severe)
         return Finding(code, Status.FAIL, title,
-                       f"The zip container is inconsistent: {what}. Zip readers disagree on such files, which is how "
+                       f"The container is inconsistent: {what}. Readers disagree on such files, which is how "
                        "scanners get bypassed.", evidence=evidence,
                        cause="The archive was damaged or deliberately crafted; torch.save never writes this.",
                        fix="Do not load it; download the checkpoint again from its original publisher.")
@@ -268,7 +280,7 @@ def rule_unsafe_pickle(facts: Dict[str, Any]) -> Finding:
     code, title = "ckpt.unsafe-pickle", "Checkpoint code safety (pickle globals)"
     not_ready = _not_ready(facts, code, title)
     pickle = facts.get("pickle") if facts else None
-    if facts and facts.get("format") == "safetensors" and facts.get("analysed"):
+    if facts and facts.get("format") == "safetensors" and facts.get("analysed") and pickle is None:
         return Finding(code, Status.OK, title, "safetensors holds only a JSON header and raw tensor bytes: no code.",
                        evidence={"format": "safetensors"})
     if pickle is None:
@@ -312,7 +324,7 @@ def rule_unsafe_pickle(facts: Dict[str, Any]) -> Finding:
 
 def rule_weights_only(facts: Dict[str, Any], torch_version: Optional[str], environ: Mapping[str, str]) -> Finding:
     code, title = "ckpt.weights-only-refused", "torch.load(weights_only=True) on this checkpoint"
-    if facts and facts.get("format") == "safetensors" and facts.get("analysed"):
+    if facts and facts.get("format") == "safetensors" and facts.get("analysed") and facts.get("weights_only") is None:
         return Finding(code, Status.OK, title, "safetensors does not go through torch.load.",
                        evidence={"format": "safetensors"})
     not_ready = _not_ready(facts, code, title)

@@ -2,7 +2,9 @@
 
 `inspect_checkpoint(path)` returns one JSON-serialisable dict of facts; `probe_checkpoint(ctx)` is the
 memoised probe (`ctx.fact("checkpoint", probe_checkpoint)`) the `ckpt.*` rules, `inspect` and the
-report share. The pipeline, each step in its own module:
+report share. `read_tensor_records(path)` (reading.py) is the dispatch underneath, public for code
+that needs the located tensor records themselves (the CLIP remedy). The pipeline, each step in its
+own module:
 
     sniff (first bytes)  ->  reader (safetensors header | torch zip | legacy | pickle | diffusers folder)
       -> layout (components, family, variant, EMA, CLIP; names and shapes only)
@@ -19,6 +21,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from .reading import CheckpointRecords, read_tensor_records
 from .records import ReadResult, TensorRecord, problem
 
 Progress = Callable[[int, int, str], None]
@@ -68,44 +71,35 @@ def inspect_checkpoint(path: str, deep: bool = False, want_hash: bool = False,
                        environ: Optional[Mapping[str, str]] = None, progress: Optional[Progress] = None,
                        use_hash_cache: bool = True) -> Dict[str, Any]:
     """All facts about the checkpoint at `path`; never raises for bad input."""
-    from .sniff import HEAD_BYTES, classify_stat, open_file, sniff, stat_path
-
     environ = os.environ if environ is None else environ
     start = time.perf_counter()
     facts = _base_facts(path)
     facts["options"] = {"deep": bool(deep), "hash": bool(want_hash)}
-    st, prob = stat_path(path)
-    if prob is not None:
-        facts["problems"].append(prob)
-        return _finish(facts, start)
-    facts["realpath"] = os.path.realpath(path)
-    facts["size_bytes"] = st.st_size if not os.path.isdir(path) else None
-    if os.path.isdir(path):
-        return _finish(_inspect_dir(path, facts, deep, progress), start)
-    prob = classify_stat(path, st)
-    if prob is not None:
-        facts["problems"].append(prob)
-        return _finish(facts, start)
-    fh, prob = open_file(path)
-    if prob is not None:
-        facts["problems"].append(prob)
-        return _finish(facts, start)
-    with fh:
-        try:
-            head = fh.read(HEAD_BYTES)
-        except OSError as exc:
-            facts["problems"].append(problem("ckpt.corrupt", "read-error",
-                                             f"reading {path} failed: {exc.strerror or exc}", errno=exc.errno))
-            return _finish(facts, start)
-        sniffed = sniff(head, st.st_size, path)
-        facts["content"] = sniffed["kind"]
-        facts["sniff"] = sniffed
-        t0 = time.perf_counter()
-        result = _read(fh, st.st_size, sniffed, facts, path)
-        facts["seconds"]["read"] = round(time.perf_counter() - t0, 4)
-        big_endian = result is not None and result.container.get("byteorder") == "big"
-        if result is not None:
-            _apply(result, facts)
+    read = read_tensor_records(path)
+    facts["problems"].extend(read.problems)
+    facts["realpath"], facts["size_bytes"] = read.realpath, read.size_bytes
+    facts["format"], facts["content"] = read.format, read.content
+    if read.sniff is not None:
+        facts["sniff"] = read.sniff
+    result = read.result
+    if read.format == "diffusers-dir" and result is not None:
+        return _finish(_inspect_dir(result, facts, deep, progress), start)
+    if result is not None:
+        facts["seconds"]["read"] = round(read.seconds, 4)
+        _inspect_file(path, read, facts, deep, progress)
+    if want_hash and read.sniff is not None and read.size_bytes:
+        # Hashes are worth having even for a file we cannot parse (compare it with the publisher's).
+        _hash(path, facts, environ, progress, use_hash_cache)
+    return _finish(facts, start)
+
+
+def _inspect_file(path: str, read: CheckpointRecords, facts: Dict[str, Any], deep: bool,
+                  progress: Optional[Progress]) -> None:
+    result = read.result
+    big_endian = read.byteorder == "big"
+    _apply(result, facts)
+    try:
+        with open(path, "rb") as fh:
             if not big_endian:  # values and the deep scan read little-endian numbers
                 _values(fh, result.tensors, facts, result.resolve)
             elif facts.get("position_ids_key"):
@@ -114,68 +108,28 @@ def inspect_checkpoint(path: str, deep: bool = False, want_hash: bool = False,
                                                 "problems": ["big-endian storages are not decoded"]}
             if deep and result.resolve is not None:
                 result.resolve(fh, result.tensors)
-    if deep and result is not None and big_endian:
+    except (OSError, MemoryError) as exc:
+        facts["problems"].append(problem("ckpt.corrupt", "read-error", f"reading {path} failed: {exc}"))
+    if deep and big_endian:
         facts["deep"] = {"ran": False, "reason": "the storages are big-endian (torch 'byteorder' record)"}
-    elif deep and result is not None:
+    elif deep:
         t0 = time.perf_counter()
         _deep(path, result.tensors, facts, progress)
         facts["seconds"]["deep"] = round(time.perf_counter() - t0, 4)
-    if want_hash and st.st_size > 0:
-        # Hashes are worth having even for a file we cannot parse (compare it with the publisher's).
-        from .hashing import hash_file
-
-        t0 = time.perf_counter()
-        try:
-            with open(path, "rb") as fh:
-                facts["hash"] = hash_file(path, fh, st, environ, progress, use_cache=use_hash_cache)
-            facts["sha256"] = facts["hash"]["sha256"]
-        except OSError as exc:
-            facts["hash"] = {"error": f"{exc.strerror or exc}"}
-        facts["seconds"]["hash"] = round(time.perf_counter() - t0, 4)
-    return _finish(facts, start)
 
 
-def _read(fh, size: int, sniffed: Dict[str, Any], facts: Dict[str, Any], path: str) -> Optional[ReadResult]:
-    kind = sniffed["kind"]
+def _hash(path: str, facts: Dict[str, Any], environ: Mapping[str, str], progress: Optional[Progress],
+          use_cache: bool) -> None:
+    from .hashing import hash_file
+
+    t0 = time.perf_counter()
     try:
-        if kind == "empty":
-            facts["problems"].append(problem("ckpt.corrupt", "empty", f"{path} is empty (0 bytes)"))
-            return None
-        if kind == "zip":
-            from .torchfile import read_torch_zip
-
-            result = read_torch_zip(fh, size)
-            torch_zip = not any(p["kind"] == "zip-not-torch" for p in result.problems)
-            facts["format"] = "torch-zip" if torch_zip else "unknown"
-            if result.container.get("torchscript"):
-                result.problems.append(problem(
-                    "ckpt.format", "torchscript", "a TorchScript archive (code + constants), not a state dict",
-                    severity="fail"))
-            return result
-        if kind == "safetensors":
-            from .safetensors_fmt import read_safetensors
-
-            facts["format"] = "safetensors"
-            return read_safetensors(fh, size)
-        if kind == "pickle":
-            from .torchfile import read_torch_pickle_file
-
-            result = read_torch_pickle_file(fh, size)
-            facts["format"] = "torch-legacy" if result.container.get("kind") == "legacy" else "pickle"
-            return result
-    except (OSError, MemoryError) as exc:
-        facts["problems"].append(problem("ckpt.corrupt", "read-error", f"reading {path} failed: {exc}"))
-        return None
-    details = {k: v for k, v in sniffed.items() if k != "kind"}
-    messages = {
-        "lfs-pointer": "a git-lfs pointer file (a few lines of text), not the checkpoint it points to",
-        "html": "an HTML page, not a checkpoint" + (f" (title: {sniffed.get('title')!r})" if sniffed.get("title") else ""),
-        "text": "a text file, not a checkpoint" + (f": {sniffed.get('first_line')!r}" if sniffed.get("first_line") else ""),
-        "archive": f"a {sniffed.get('archive')} file, not a torch or safetensors checkpoint",
-        "unknown": "not a format a checkpoint is stored in (no zip, pickle, safetensors or text signature)",
-    }
-    facts["problems"].append(problem("ckpt.format", kind, messages.get(kind, kind), **details))
-    return None
+        with open(path, "rb") as fh:
+            facts["hash"] = hash_file(path, fh, os.fstat(fh.fileno()), environ, progress, use_cache=use_cache)
+        facts["sha256"] = facts["hash"]["sha256"]
+    except OSError as exc:
+        facts["hash"] = {"error": f"{exc.strerror or exc}"}
+    facts["seconds"]["hash"] = round(time.perf_counter() - t0, 4)
 
 
 def _apply(result: ReadResult, facts: Dict[str, Any]) -> None:
@@ -190,7 +144,7 @@ def _apply(result: ReadResult, facts: Dict[str, Any]) -> None:
         facts["unsafe_globals"] = list(result.pickle["unsafe_globals"])
         facts["weights_only"] = result.pickle["weights_only"]
         incomplete = any(p["kind"] in ("pickle-error", "pickle-too-large", "legacy-truncated")
-                         for p in result.problems)
+                         for p in result.problems) or bool(result.pickle.get("unverified"))
         facts["safe"] = not facts["unsafe_globals"] and not incomplete
         facts["pickle"]["verified"] = not incomplete
     elif facts["format"] in ("safetensors", "diffusers-dir"):
@@ -287,30 +241,8 @@ def _merge_deep(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def _inspect_dir(path: str, facts: Dict[str, Any], deep: bool, progress: Optional[Progress]) -> Dict[str, Any]:
-    from .diffusers_dir import is_diffusers_dir, read_diffusers_dir
-
-    facts["content"] = "directory"
-    try:
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise PermissionError(path)
-        names = sorted(os.listdir(path))
-    except OSError as exc:
-        facts["problems"].append(problem("ckpt.format", "permission-denied",
-                                         f"{path} is a directory this user cannot list", detail=str(exc)))
-        return facts
-    if not is_diffusers_dir(path):
-        candidates = [n for n in names if n.lower().endswith((".ckpt", ".safetensors", ".pt", ".pth", ".bin"))]
-        unzipped = "data.pkl" in names or any(os.path.isfile(os.path.join(path, n, "data.pkl")) for n in names[:50])
-        facts["problems"].append(problem(
-            "ckpt.format", "directory",
-            f"{path} is a directory, not a checkpoint file" + (" (it looks like an unzipped torch checkpoint)"
-                                                              if unzipped else ""),
-            candidates=candidates[:20], unzipped_torch=unzipped, entries=len(names)))
-        return facts
-    facts["format"] = "diffusers-dir"
-    facts["content"] = "diffusers-dir"
-    result = read_diffusers_dir(path)
+def _inspect_dir(result: ReadResult, facts: Dict[str, Any], deep: bool, progress: Optional[Progress]) -> Dict[str, Any]:
+    """A diffusers folder: each component file is read on its own, so values are read file by file."""
     _apply(result, facts)
     by_file: Dict[str, List[TensorRecord]] = {}
     for t in result.tensors:
@@ -324,7 +256,7 @@ def _inspect_dir(path: str, facts: Dict[str, Any], deep: bool, progress: Optiona
         except OSError:
             pass
     if deep:
-        _deep(path, result.tensors, facts, progress)
+        _deep(facts["path"], result.tensors, facts, progress)
     return facts
 
 

@@ -73,6 +73,26 @@ def plan(tensors: List[TensorRecord]) -> Tuple[List[Tuple[TensorRecord, Optional
     return jobs, unlocated
 
 
+def _within_file(path: str, jobs, skipped: List[str]):
+    """Jobs whose bytes lie inside the file; the others (a cut file, a header that claims too much) are skipped."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return jobs
+    kept = []
+    for a, b in jobs:
+        if a.offset < 0 or a.offset + a.nbytes > size:
+            skipped.append(a.name)
+            if b is not None:
+                skipped.append(b.name)
+            continue
+        if b is not None and (b.offset < 0 or b.offset + b.nbytes > size):
+            skipped.append(b.name)
+            b = None
+        kept.append((a, b))
+    return kept
+
+
 def deep_scan(path: str, tensors: List[TensorRecord], progress: Optional[Callable[[int, int, str], None]] = None,
               chunk: int = CHUNK) -> Dict[str, Any]:
     try:
@@ -81,6 +101,7 @@ def deep_scan(path: str, tensors: List[TensorRecord], progress: Optional[Callabl
         return {"ran": False, "reason": "numpy is not installed; --deep needs it to scan tensor data"}
     start = time.perf_counter()
     jobs, skipped = plan(tensors)
+    jobs = _within_file(path, jobs, skipped)
     total = sum(a.nbytes + (b.nbytes if b is not None else 0) for a, b in jobs)
     chunk = max(chunk - chunk % 8, 8)
     buf_a, buf_b = bytearray(chunk), bytearray(chunk)

@@ -21,14 +21,15 @@ import codecs
 import io
 import mmap
 import struct
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 try:  # stdlib mapping of Python 2 names (`__builtin__`, `copy_reg`) that pickle applies for protocol < 3
     from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 except ImportError:  # pragma: no cover - always present in CPython
     IMPORT_MAPPING, NAME_MAPPING = {}, {}
 
-DEFAULT_MAX_OPS = 20_000_000
+DEFAULT_MAX_OPS = 8_000_000  # ~130 x an SD 1.x data.pkl with EMA; the replay holds < ~150 bytes per opcode
+MAX_DISTINCT_GLOBALS = 10_000  # a weights pickle names about ten
 _U4 = struct.Struct("<I").unpack_from
 _I4 = struct.Struct("<i").unpack_from
 _U2 = struct.Struct("<H").unpack_from
@@ -59,6 +60,14 @@ OPCODES: Dict[int, Tuple[str, int]] = {
 }
 
 
+def shown(text: str) -> str:
+    """A name as reported: NUL, control characters, spaces' look-alikes and non-ASCII letters escaped, so
+    that `os\\x00` or a Cyrillic `о` cannot pass for `os` in a report (issue 8)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 class PickleParseError(Exception):
     """The stream is not a well-formed pickle (truncated, unknown opcode, stack underflow)."""
 
@@ -78,7 +87,14 @@ class Global:
 
     def __init__(self, module: str, name: str, resolved: bool = True) -> None:
         self.module, self.name, self.resolved = module, name, resolved
-        self.full = f"{module}.{name}" if resolved else "<unresolved STACK_GLOBAL>"
+        if not resolved:
+            self.full = "<unresolved STACK_GLOBAL>"
+        elif "." in name:
+            # Protocol 4 resolves a dotted name attribute by attribute (`os.path.join` from module `os`):
+            # spelt `module:path`, which no allowlisted `module.name` can equal (issue 8).
+            self.full = f"{shown(module)}:{shown(name)}"
+        else:
+            self.full = f"{shown(module)}.{shown(name)}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Global) and (self.module, self.name, self.resolved) == (
@@ -100,6 +116,9 @@ class PersId:
         self.pid = pid
 
 
+_EMPTY: Tuple[Any, ...] = ()
+
+
 class Node:
     """A container or a call the pickle would build. `kind` is dict, list, set, frozenset or call."""
 
@@ -110,8 +129,10 @@ class Node:
         self.func = func
         self.args = args
         self.kwargs = None
-        self.items: List[Tuple[Any, Any]] = []  # SETITEM(S) pairs, for dicts and OrderedDict() calls
-        self.elems: List[Any] = []  # APPEND(S)/ADDITEMS elements
+        # SETITEM(S) pairs (dicts, OrderedDict() calls) and APPEND(S)/ADDITEMS elements; a shared empty
+        # tuple until the first one arrives, which halves the memory of a stream of empty containers.
+        self.items: Sequence[Tuple[Any, Any]] = _EMPTY
+        self.elems: Sequence[Any] = _EMPTY
         self.state: Any = None  # BUILD argument
         self.pos = pos
 
@@ -129,7 +150,8 @@ class PickleResult:
         self.max_proto = 0  # highest protocol among the opcodes used
         self.opcodes = 0
         self.opcode_names: Set[str] = set()
-        self.globals: List[Dict[str, Any]] = []  # {"name", "pos", "opcode"} in stream order
+        self.globals: List[Dict[str, Any]] = []  # {"name", "pos", "opcode"}, first occurrence of each, in order
+        self.global_count = 0  # every occurrence
         self.called: Set[str] = set()  # globals the stream calls (REDUCE/NEWOBJ/INST/OBJ)
         self.build_targets: List[Tuple[str, Optional[str]]] = []  # (callable, first str arg) of objects BUILD updates
         self.odd_persistent_ids = 0  # persistent ids that are not torch ('storage', ...) records
@@ -140,11 +162,7 @@ class PickleResult:
         self.end = 0
 
     def global_names(self) -> List[str]:
-        seen: List[str] = []
-        for g in self.globals:
-            if g["name"] not in seen:
-                seen.append(g["name"])
-        return seen
+        return list(dict.fromkeys(g["name"] for g in self.globals))
 
 
 def _map_py2(module: str, name: str) -> Tuple[str, str]:
@@ -201,6 +219,22 @@ def read_pickles(source, start: Optional[int] = None, limit: int = 8,
     return results
 
 
+def pickle_evidence(head: bytes, need: int = 16) -> str:
+    """Would an unpickler act on these bytes? `torch.load` unpickles any file that is not a zip.
+
+    "pickle": they replay to a STOP, call a global, or give `need` opcodes without an error;
+    "prefix": every opcode up to the end of `head` is valid (only the rest of the file can tell);
+    "": an invalid opcode or a stack error comes first.
+    """
+    res = read_pickle(bytes(head), max_ops=max(need, 1) * 64)
+    valid_ops = res.opcodes - (1 if res.error is not None else 0)
+    if res.complete or res.called or valid_ops >= need:
+        return "pickle"
+    if res.error is not None and "truncated" in res.error:
+        return "prefix"
+    return ""
+
+
 def _replay(buf, result: PickleResult, max_ops: int) -> int:
     """Decode and replay from result.start; returns the position after STOP."""
     end = len(buf)
@@ -211,6 +245,7 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
     append = stack.append
     names = result.opcode_names
     globals_ = result.globals
+    distinct: Set[str] = set()
     called = result.called
     ops = 0
     at = pos
@@ -260,8 +295,25 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
         if resolved and (result.protocol is None or result.protocol < 3):
             module, name = _map_py2(module, name)
         g = Global(module, name, resolved)
-        globals_.append({"name": g.full, "pos": at, "opcode": opname})
+        record(g.full, opname)
         return g
+
+    def record(label: str, opname: str) -> None:
+        # One entry per distinct name keeps memory bounded by the names, not by the opcodes; past
+        # MAX_DISTINCT_GLOBALS a placeholder stands for the rest (and is itself never allowlisted).
+        result.global_count += 1
+        if label in distinct:
+            return
+        if len(distinct) >= MAX_DISTINCT_GLOBALS:
+            label = f"<more than {MAX_DISTINCT_GLOBALS} distinct globals>"
+            if label in distinct:
+                return
+        distinct.add(label)
+        globals_.append({"name": label, "pos": at, "opcode": opname})
+
+    def construct(label: str, opname: str) -> None:
+        # Not a global, but a construct no weights file needs: reported (and judged) like one.
+        record(label[:300], opname)
 
     def text(data: bytes, encoding: str = "utf-8") -> str:
         try:
@@ -484,8 +536,16 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
                     # a known way to tamper with an allowed global (modelscan issue 85).
                     note("build-on-global", f"BUILD sets attributes on {target.full}")
                     called.add(target.full)
+                    construct(f"<BUILD on {target.full}>", "BUILD")
                 elif isinstance(target, Node):
                     target.state = state
+                    what = _suspicious_state(state)
+                    if what:
+                        # `__setstate__` (or a callable) put into an object's __dict__ by BUILD is called by
+                        # the next BUILD on it: code run through an allowlisted class (issue 8).
+                        owner = target.func.full if isinstance(target.func, Global) else target.kind
+                        note("build-sets-callable", f"BUILD sets {what} on {owner}")
+                        construct(f"<BUILD sets {what} on {owner}>", "BUILD")
                     if isinstance(target.func, Global) and len(result.build_targets) < 1000:
                         first = target.args[0] if isinstance(target.args, tuple) and target.args else None
                         result.build_targets.append((target.func.full, first if isinstance(first, str) else None))
@@ -605,13 +665,29 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
             result.protocol = result.max_proto
 
 
+def _suspicious_state(state: Any) -> str:
+    """What a BUILD state sets that no weights file does: a dunder attribute, or a global as a value."""
+    dicts = [state] + (list(state) if isinstance(state, tuple) else [])
+    for d in dicts:
+        if not isinstance(d, Node) or d.kind != "dict":
+            continue
+        for key, value in d.items[:1000]:
+            if isinstance(key, str) and key.startswith("__") and key.endswith("__"):
+                return shown(key)[:60]
+            if isinstance(value, Global):
+                return f"{shown(str(key))[:60]} = {value.full}"
+    return ""
+
+
 def _parse_int(raw: bytes, fail) -> int:
     if len(raw) > 4000:  # Python refuses longer decimal strings anyway
         raise fail("unreadable pickle data: integer text too long")
-    try:
-        return int(raw)
-    except ValueError:
-        raise fail(f"unreadable pickle data: {raw[:40]!r} is not an integer")
+    for base in (0, 10):  # pickle reads INT and LONG with base 0 (0x10 is 16), GET/PUT in base 10 ("010")
+        try:
+            return int(raw, base)
+        except ValueError:
+            pass
+    raise fail(f"unreadable pickle data: {raw[:40]!r} is not an integer")
 
 
 def _append(stack: List[Any], values: List[Any], note, fail, want: str = "list") -> None:
@@ -621,7 +697,10 @@ def _append(stack: List[Any], values: List[Any], note, fail, want: str = "list")
     if isinstance(target, Node):
         if target.kind not in (want, "call"):
             note("append-target", f"APPEND on a {target.kind}")
-        target.elems.extend(values)
+        if type(target.elems) is tuple:
+            target.elems = list(values)
+        else:
+            target.elems.extend(values)  # type: ignore[attr-defined]
     else:
         note("append-target", f"APPEND on a {type(target).__name__}")
 
@@ -633,6 +712,9 @@ def _setitems(stack: List[Any], pairs: List[Tuple[Any, Any]], note, fail) -> Non
     if isinstance(target, Node):
         if target.kind not in ("dict", "call"):
             note("setitem-target", f"SETITEM on a {target.kind}")
-        target.items.extend(pairs)
+        if type(target.items) is tuple:
+            target.items = list(pairs)
+        else:
+            target.items.extend(pairs)  # type: ignore[attr-defined]
     else:
         note("setitem-target", f"SETITEM on a {type(target).__name__}")

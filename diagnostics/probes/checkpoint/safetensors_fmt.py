@@ -119,7 +119,7 @@ def read_safetensors(fh, size: int, base: int = 0) -> ReadResult:
                                        f"{len(bad)} header entries are invalid", entries=bad))
     entries.sort()
     cursor = 0
-    gaps, mismatched = [], []
+    gaps, mismatched, impossible = [], [], []
     for begin, end, name, dtype, shape in entries:
         if begin != cursor and len(gaps) < 20:
             gaps.append({"tensor": name, "begin": begin, "expected": cursor})
@@ -127,8 +127,16 @@ def read_safetensors(fh, size: int, base: int = 0) -> ReadResult:
         if (numel_of(shape) * bits_of(dtype)) != (end - begin) * 8 and len(mismatched) < 20:
             mismatched.append({"tensor": name, "bytes": end - begin,
                                "expected": (numel_of(shape) * bits_of(dtype) + 7) // 8})
+        if numel_of(shape) * bits_of(dtype) > 8 * size:
+            impossible.append(name)  # a shape no file of this size holds: no record, so no absurd sums later
+            continue
         result.tensors.append(TensorRecord(name=name, dtype=dtype, shape=shape, offset=data_start + begin,
                                            source="safetensors"))
+    if impossible:
+        result.problems.append(problem(
+            "ckpt.corrupt", "impossible-shape",
+            f"{len(impossible)} tensors have shapes that need more bytes than the whole file",
+            tensors=impossible[:20], count=len(impossible)))
     if mismatched:
         result.problems.append(problem("ckpt.corrupt", "size-mismatch",
                                        f"{len(mismatched)} tensors' byte ranges do not match dtype x shape",

@@ -14,6 +14,7 @@ Two separate verdicts (issue 4):
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Dict, Iterable, List
 
 from .records import DTYPES, STORAGE_DTYPES
@@ -73,9 +74,21 @@ TORCH_WEIGHTS_ONLY_OPCODES = frozenset(
 KNOWN_DANGEROUS_MODULES = ("os", "posix", "nt", "subprocess", "sys", "runpy", "socket", "shutil", "pty",
                            "pickle", "_pickle", "marshal", "importlib", "ctypes", "webbrowser", "asyncio",
                            "code", "codeop", "pdb", "bdb", "pip", "timeit", "types", "operator", "_operator",
-                           "functools", "urllib", "requests", "http")
+                           "functools", "urllib", "requests", "http", "copyreg", "multiprocessing", "setuptools",
+                           "distutils", "pkg_resources", "_posixsubprocess", "signal", "tempfile", "glob")
 KNOWN_DANGEROUS_BUILTINS = ("eval", "exec", "compile", "open", "getattr", "setattr", "__import__", "apply",
                             "breakpoint", "input", "globals", "locals", "vars", "delattr")
+# Gadgets inside otherwise trusted packages: they run a command, fetch code or unpickle again
+# (modelscan issue 338, picklescan advisories; `torch.load` inside a pickle is a second, unchecked load).
+KNOWN_DANGEROUS_PREFIXES = ("torch.utils.collect_env", "torch.hub", "torch.load", "torch.serialization",
+                            "torch.storage._load_from_bytes", "torch.jit", "torch.package", "torch.utils.cpp_extension",
+                            "torch._inductor", "torch._dynamo", "torch.distributed", "numpy.load", "numpy.testing",
+                            "numpy.f2py", "numpy.distutils", "pandas.read_", "pandas.io", "joblib", "dill",
+                            "cloudpickle")
+# Path segments that only an attack spells: attribute walks to os.system, eval or the builtins.
+KNOWN_DANGEROUS_SEGMENTS = frozenset(["os", "posix", "nt", "subprocess", "system", "popen", "eval", "exec",
+                                      "__import__", "__builtins__", "__globals__", "__subclasses__", "__getattribute__",
+                                      "import_module", "getattr"])
 
 
 # numpy.dtype(code) builds an instance of numpy.dtypes.<X>DType (numpy >= 1.25); torch's weights_only
@@ -108,12 +121,30 @@ def is_ldm_allowed(name: str) -> bool:
     return False
 
 
+def _plain(name: str) -> str:
+    """The name as a loader would try it: escapes undone, NFKC-folded, NUL and white space dropped."""
+    try:
+        text = name.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        text = name
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in text if c != "\x00" and not c.isspace())
+
+
 def is_obviously_dangerous(name: str) -> bool:
-    module, _, attr = name.rpartition(".")
-    top = module.split(".", 1)[0]
+    if name.startswith("<"):  # unresolved STACK_GLOBAL, BUILD tricks, extension codes: only attacks do this
+        return True
+    plain = _plain(name)
+    if ":" in plain:  # protocol 4 attribute path (module:a.b.c): a walk from an object to any other
+        return True
+    segments = plain.split(".")
+    module, attr = ".".join(segments[:-1]), segments[-1]
     if module in ("builtins", "__builtin__") and attr in KNOWN_DANGEROUS_BUILTINS:
         return True
-    return top in KNOWN_DANGEROUS_MODULES or name.startswith("<unresolved")
+    if segments[0] in KNOWN_DANGEROUS_MODULES or any(s in KNOWN_DANGEROUS_SEGMENTS for s in segments[1:]):
+        return True
+    dotted = ".".join(segments)
+    return any(dotted == p or dotted.startswith(p if p.endswith("_") else p + ".") for p in KNOWN_DANGEROUS_PREFIXES)
 
 
 def assess_globals(global_names: Iterable[str], called: Iterable[str]) -> Dict[str, Any]:
@@ -137,9 +168,13 @@ def weights_only_verdict(global_names: Iterable[str], opcode_names: Iterable[str
     """
     reasons: List[str] = []
     refused_globals: List[str] = []
+    constructs = False
     for name in dict.fromkeys(list(global_names) + list(built)):
         module = name.rpartition(".")[0]
-        if module.split(".", 1)[0] in TORCH_BLOCKED_MODULES:
+        if name.startswith("<"):
+            constructs = True
+            reasons.append(f"{name}: not something the weights_only unpickler builds")
+        elif module.split(".", 1)[0] in TORCH_BLOCKED_MODULES:
             refused_globals.append(name)
             reasons.append(f"GLOBAL {name}: module {module} is blocked even with add_safe_globals")
         elif name not in TORCH_WEIGHTS_ONLY_ALLOWED:
@@ -161,6 +196,6 @@ def weights_only_verdict(global_names: Iterable[str], opcode_names: Iterable[str
         "globals": refused_globals,
         "opcodes": bad_ops,
         "add_safe_globals_enough": bool(refused_globals) and not bad_ops and not torchscript and not legacy_tar
-        and persistent_ids_ok and not any(n.rpartition(".")[0].split(".", 1)[0] in TORCH_BLOCKED_MODULES
-                                          for n in refused_globals),
+        and persistent_ids_ok and not constructs
+        and not any(n.rpartition(".")[0].split(".", 1)[0] in TORCH_BLOCKED_MODULES for n in refused_globals),
     }

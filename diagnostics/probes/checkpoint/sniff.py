@@ -16,10 +16,10 @@ import stat
 import struct
 from typing import Any, Dict, Optional, Tuple
 
+from .pickle_vm import pickle_evidence
 from .records import problem
 
 HEAD_BYTES = 4096
-PICKLE_START = frozenset(b"(cdilsS]}ILFNVGJKMXUTqh")  # protocol 0/1 first opcodes we accept as a pickle hint
 CHECKPOINT_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".pkl", ".pickle", ".sft")
 
 
@@ -136,31 +136,18 @@ def sniff(head: bytes, size: int, path: str = "") -> Dict[str, Any]:
         return {"kind": "archive", "archive": "HDF5 (Keras/TensorFlow weights)"}
     if head.startswith(b"GGUF"):
         return {"kind": "archive", "archive": "GGUF (quantised weights for llama.cpp-style runtimes)"}
-    if _looks_like_text(head):
-        # Protocol 0 pickles are text too: accept only a stream that parses to its STOP or for 16 opcodes.
-        if head[0] in PICKLE_START and _protocol0_hint(head, need=16):
-            return {"kind": "pickle", "protocol": 0}
-        first_line = head.split(b"\n", 1)[0][:200].decode("utf-8", "replace")
-        return {"kind": "text", "first_line": first_line}
-    if head and head[0] in PICKLE_START and _protocol0_hint(head):
+    # torch.load unpickles every file that is not a zip, whatever its first byte: a pickle needs no PROTO
+    # opcode, so the first bytes are replayed (issue 8). Protocol 0 pickles are text too: text needs a
+    # whole pickle, a call or 16 opcodes to count as one.
+    text = _looks_like_text(head)
+    evidence = pickle_evidence(head, need=16 if text else 4)
+    if evidence == "pickle":
         return {"kind": "pickle", "protocol": 0}
-    return {"kind": "unknown", "head_hex": head[:16].hex()}
-
-
-def _protocol0_hint(head: bytes, need: int = 4) -> bool:
-    """Does the start parse as pickle opcodes (a whole short pickle, or `need` opcodes)?"""
-    import io
-    import pickletools
-
-    ops = 0
-    try:
-        for opcode, _, _ in pickletools.genops(io.BytesIO(head)):
-            ops += 1
-            if opcode.name == "STOP" or ops >= need:
-                return True
-    except Exception:
-        return False
-    return False
+    extra = {"pickle_prefix": True} if evidence == "prefix" and size > len(head) else {}
+    if text:
+        first_line = head.split(b"\n", 1)[0][:200].decode("utf-8", "replace")
+        return dict({"kind": "text", "first_line": first_line}, **extra)
+    return dict({"kind": "unknown", "head_hex": head[:16].hex()}, **extra)
 
 
 def _looks_like_text(head: bytes) -> bool:
