@@ -274,32 +274,19 @@ def shapes_from_checkpoint_readers(path: str) -> Optional[Dict[str, Any]]:
     Returns None when that module is absent or cannot read the file, so the fallbacks take over.
     """
     try:
-        from .checkpoint import safetensors_fmt, torchfile
-        from .checkpoint.sniff import HEAD_BYTES, sniff
+        from .checkpoint import read_tensor_records
     except Exception:
         return None
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            kind = sniff(fh.read(HEAD_BYTES), size, path).get("kind")
-            fh.seek(0)
-            if kind == "safetensors":
-                result, fmt = safetensors_fmt.read_safetensors(fh, size), "safetensors"
-            elif kind == "zip":
-                result, fmt = torchfile.read_torch_zip(fh, size), "torch-zip"
-            elif kind == "pickle":
-                result, fmt = torchfile.read_torch_pickle_file(fh, size), "pickle"
-            else:
-                return None
+        read = read_tensor_records(path)
     except Exception:
         return None
-    if not result.tensors:
+    if read.format not in ("safetensors", "torch-zip", "torch-legacy", "pickle") or not read.records:
         return None
-    pickle_facts = result.pickle or {}
-    return {"ok": True, "source": "checkpoint reader (names and shapes; no code executed)", "format": fmt,
-            "shapes": {t.name: [int(d) for d in t.shape] for t in result.tensors},
-            "dtypes": {t.name: t.dtype for t in result.tensors},
-            "unsafe_globals": list(pickle_facts.get("unsafe_globals") or [])}
+    return {"ok": True, "source": "checkpoint reader (names and shapes; no code executed)", "format": read.format,
+            "shapes": {t.name: [int(d) for d in t.shape] for t in read.records},
+            "dtypes": {t.name: t.dtype for t in read.records},
+            "unsafe_globals": read.unsafe_globals}
 
 
 def read_checkpoint_shapes(ctx, path: str) -> Dict[str, Any]:
