@@ -121,24 +121,14 @@ def pl_has_distributed_rank_zero_only() -> Optional[bool]:
 
 # ------------------------------------------------------------------ CLIP directory
 
-def _bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def write_clip_dir(directory: Path, text_config: Optional[Dict] = None, dtype=None) -> Dict:
     """A CLIP tokenizer (byte-level BPE: every byte, a few words merged) and a CLIPTextModel (small by default)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
+    from diagnostics.clip_files import _bytes_to_unicode
+
+    chars = list(_bytes_to_unicode().values())  # the byte alphabet, in the order CLIP's vocab lists it
     vocab: Dict[str, int] = {}
     for c in chars:
         vocab[c] = len(vocab)
