@@ -198,3 +198,9 @@ def probe_environment(ctx) -> Dict[str, Any]:
         "disk": {"cwd": str(ctx.cwd), "cwd_free": disk_free(ctx.cwd)},
         "checkpoint_size": checkpoint_size,
     }
+
+
+def installed_versions(ctx) -> Dict[str, Optional[str]]:
+    """Label -> installed version of the LDM stack for this run (memoised with the environment facts);
+    what every rule that depends on versions reads."""
+    return ctx.fact("environment", probe_environment)["packages"]

@@ -17,7 +17,7 @@ from ..clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
 from ..context import DEFAULT_CLIP_ID
 from ..model import Finding, Status, skip
 from ..probes.cache import probe_cache
-from ..probes.environment import probe_environment
+from ..probes.environment import installed_versions
 from ..probes.hub import probe_hub
 from ..probes.needed_models import KNOWN_SIZES, probe_needed_models
 from ..probes.tokenizer import run_tokenizer_check
@@ -625,8 +625,7 @@ def rule_tokenizer_functional(facts: Optional[Dict[str, Any]], model: Optional[D
 
 # -- wiring --------------------------------------------------------------------------------------
 
-def _versions(ctx) -> Versions:
-    return ctx.fact("environment", probe_environment)["packages"]
+_versions = installed_versions
 
 
 def _facts(ctx):

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..model import Finding, Status, skip
 from ..probes.checkpoint import probe_checkpoint
-from ..probes.environment import probe_environment
+from ..probes.environment import installed_versions
 from ..registry import Check
 from ..util import fmt_bytes, version_at_least
 
@@ -785,8 +785,7 @@ def _facts(ctx) -> Dict[str, Any]:
     return ctx.fact("checkpoint", probe_checkpoint)
 
 
-def _versions(ctx) -> Mapping[str, Optional[str]]:
-    return ctx.fact("environment", probe_environment)["packages"]
+_versions = installed_versions
 
 
 CHECKS: List[Check] = [

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..model import Finding, Status, skip
 from ..probes.code import probe_ldm
-from ..probes.environment import probe_environment
+from ..probes.environment import installed_versions
 from ..registry import Check
 from ..util import parse_version, version_at_least
 
@@ -226,8 +226,7 @@ def hub_requirement_conflicts() -> List[Dict[str, str]]:
     return conflicts
 
 
-def _versions(ctx):
-    return ctx.fact("environment", probe_environment)["packages"]
+_versions = installed_versions
 
 
 CHECKS: List[Check] = [

@@ -686,9 +686,9 @@ def _model(ctx):
 
 
 def _versions(ctx):
-    from ..probes.environment import probe_environment
+    from ..probes.environment import installed_versions
 
-    return ctx.fact("environment", probe_environment).get("packages") or {}
+    return installed_versions(ctx)
 
 
 def _clip_version(ctx) -> str:
