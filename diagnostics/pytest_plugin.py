@@ -21,7 +21,7 @@ from typing import List
 import pytest
 
 from .context import Context, Options
-from .model import SCHEMA, Status
+from .findings import SCHEMA, Status
 from .redact import Redactor
 
 MARKERS = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Sequence
 
 from .context import Context
-from .model import Finding, Status, worst
+from .findings import Finding, Status, worst
 
 # Report order. Later areas add their module here.
 CHECK_MODULES = (

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from tests.fakehub import CLIP_ID, FakeHub, closed_port, download_cli, download_cli_code, hermetic_env, make_context, \
     run_codes
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from tests.fakehub import CLIP_ID, FakeHub, clip_repo, closed_port, download_cli, hermetic_env, make_context, \
     populate_cache, run_codes
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.clip_files import PROBE_IDS
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes import needed_models as nm
 from diagnostics.rules import cache as rules
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diagnostics import cli
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes.checkpoint import inspect_checkpoint
 from diagnostics.probes.checkpoint import sniff as sniff_module
 from diagnostics.rules.checkpoint import all_rules, rule_corrupt, rule_format

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes.checkpoint import inspect_checkpoint
 from diagnostics.rules.checkpoint import rule_corrupt, rule_unsafe_pickle, rule_weights_only
 from tests import ckpt_factory as f

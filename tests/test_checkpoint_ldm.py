@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes.checkpoint import inspect_checkpoint
 from diagnostics.probes.checkpoint.safetensors_fmt import read_safetensors
 from diagnostics.probes.checkpoint.torchfile import read_torch_pickle_file, read_torch_zip

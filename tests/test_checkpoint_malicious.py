@@ -14,7 +14,7 @@ import pytest
 
 from diagnostics.probes.checkpoint import inspect_checkpoint
 from diagnostics.rules.checkpoint import rule_unsafe_pickle, rule_weights_only
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from tests import ckpt_factory as f
 
 ROOT = Path(__file__).resolve().parents[1]

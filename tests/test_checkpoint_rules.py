@@ -5,7 +5,7 @@ No file and no ML library is involved; each test reads as the situation it cover
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes.checkpoint import _base_facts
 from diagnostics.probes.checkpoint.layout import analyse, ema_twin
 from diagnostics.probes.checkpoint.records import TensorRecord

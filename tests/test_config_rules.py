@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.rules.config import (rule_config_load, rule_config_targets, rule_context_dim, rule_cond_stage,
                                       rule_in_channels, rule_use_ema)
 

@@ -22,7 +22,7 @@ SEED_LOG = ROOT / "tests" / "logs" / "seed_clip_tokenizer.log"
 def fake_checks(tmp_path, monkeypatch):
     """A check module with a failing CLIP tokenizer check, in place of the registered ones."""
     (tmp_path / "fake_checks_for_explain.py").write_text(textwrap.dedent('''
-        from diagnostics.model import Finding, Status
+        from diagnostics.findings import Finding, Status
         from diagnostics.registry import Check
 
         def tokenizer(ctx):

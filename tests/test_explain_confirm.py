@@ -14,7 +14,7 @@ import pytest
 from diagnostics import registry
 from diagnostics.context import Context
 from diagnostics.knowledge.explain import explain_text
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check, CheckResult
 
 LOGS = Path(__file__).parent / "logs"

@@ -58,7 +58,7 @@ def assert_inert(dom: str):
 
 
 FAKE_CHECKS = f"""
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check
 
 CHECKS = [

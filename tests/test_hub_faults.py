@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from tests.fakehub import CLIP_ID, FakeHub, closed_port, hermetic_env, make_context, populate_cache, run_codes, \
     clip_repo, self_signed_cert
 

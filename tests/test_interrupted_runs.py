@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOW_CHECKS = '''
 import os, time
 from pathlib import Path
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check
 
 def _slow(ctx):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diagnostics.context import Context, Options
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.registry import get_check, run_check
 from tests.ldm_factory import child_env, fixtures
 

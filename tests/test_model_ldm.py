@@ -14,7 +14,7 @@ from typing import Dict
 import pytest
 
 from diagnostics.context import Context, Options
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import get_check, run_check
 from tests.ldm_factory import child_env, fixtures, pl2_layout, pl_has_distributed_rank_zero_only
 

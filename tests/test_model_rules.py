@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes.model import group_keys
 from diagnostics.rules.model import (degenerate_tokenizer, diagnose, rule_cuda_memory, rule_model_import,
                                      rule_model_instantiate, rule_model_load_keys, rule_smoke_forward)

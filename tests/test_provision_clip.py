@@ -510,7 +510,7 @@ def test_no_text_encoder_prints_the_minimal_download_and_exits_1(tmp_path, hub_s
 
 def test_the_remedy_verdict_follows_the_offline_load_in_the_child():
     from diagnostics.commands.provision_clip import remedy_finding
-    from diagnostics.model import Status
+    from diagnostics.findings import Status
 
     done = co.ProvisionResult("provisioned", "hf-cache", "Provisioned it.", files=[], seconds=1.0)
     good = {"vocab_size": 49408, "ids": [49406, 320, 1125, 539, 320, 1929, 49407], "finite": True}

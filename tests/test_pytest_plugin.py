@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_CHECKS = '''
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check
 
 def _one(code, status, summary, **kw):

@@ -4,7 +4,7 @@ import datetime as dt
 import json
 
 from diagnostics.context import Context, Options
-from diagnostics.model import Finding, Status
+from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check, CheckResult, all_checks, run_check
 from diagnostics.report.build import build_report, report_status
 from diagnostics.report.render import render_html, render_json, render_markdown

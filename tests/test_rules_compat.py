@@ -2,7 +2,7 @@
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.rules import compat
 
 NO_LDM = {"found": False, "path": None, "rank_zero_only_import": None}

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from diagnostics.context import CommandResult, Context, Options
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes import gpu
 from diagnostics.rules import cuda
 

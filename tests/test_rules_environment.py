@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from diagnostics.model import Status
+from diagnostics.findings import Status
 from diagnostics.probes import environment as probe
 from diagnostics.rules import environment as rules
 

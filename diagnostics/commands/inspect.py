@@ -54,7 +54,7 @@ class ProgressBar:
 
 def run(args) -> int:
     from ..context import Context, Options
-    from ..model import SCHEMA
+    from ..findings import SCHEMA
     from ..registry import run_check
     from ..rules.checkpoint import CHECKS  # only this area: no other rules module needs to import
 

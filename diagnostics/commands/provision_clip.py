@@ -181,7 +181,7 @@ def verify_in_child(ctx, ref: str, default: bool) -> Tuple[str, Dict[str, Any]]:
 def remedy_finding(result, versions, offline: str, verified: Optional[Dict[str, Any]] = None):
     """The remedy's own verdict: what was written, and whether the offline child loaded it as expected."""
     from ..clip_files import PROBE_IDS, VOCAB_SIZE
-    from ..model import Finding, Status
+    from ..findings import Finding, Status
     from ..remedies.clip_offline import REPO_ID, minimal_download
     from ..util import fmt_bytes
 
@@ -297,7 +297,7 @@ def note_on_key_names(source: Dict[str, Any], versions) -> Optional[str]:
 
 def original_problem(before_results, code_root: Optional[str]) -> Optional[Dict[str, Any]]:
     """The seed's "Original Problem" from the failing tokenizer check: where FrozenCLIPEmbedder fails."""
-    from ..model import Status
+    from ..findings import Status
 
     failed = [f for r in before_results for f in r.findings if f.code == "tokenizer.functional"
               and f.status in (Status.FAIL, Status.ERROR)]
@@ -366,7 +366,7 @@ def _validate(args, ctx) -> None:
 
 
 def run(args) -> int:
-    from ..model import Status
+    from ..findings import Status
     from ..probes.cache import probe_cache
     from ..probes.environment import probe_environment
     from ..probes.needed_models import probe_needed_models
@@ -504,7 +504,7 @@ def _section_notes(report, result) -> None:
 
 
 def _print_findings(results, marks, verbose: bool) -> None:
-    from ..model import Status
+    from ..findings import Status
 
     for r in results:
         for f in r.findings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
-from ..model import Status
+from ..findings import Status
 from .common import add_target_options, context_from_args
 
 

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..model import SCHEMA, Finding, Status
+from ..findings import SCHEMA, Finding, Status
 from .redact import redact
 from .signatures import KNOWN_LOCATIONS, SIGNATURES, Cause, Need, Pattern, Signature
 from .traceback import ExceptionRecord, Frame, ParsedLog, Traceback, parse_log, resolve_qualname

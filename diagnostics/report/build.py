@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
-from ..model import SCHEMA, Finding, Status
+from ..findings import SCHEMA, Finding, Status
 from ..redact import Redactor
 from ..registry import AREA_TITLES, CheckResult
 from ..util import fmt_bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Iterable, List
 
-from ..model import Status, worst
+from ..findings import Status, worst
 from ..registry import AREA_TITLES, CheckResult
 
 UNICODE_MARKS = {"ok": "✓", "info": "✓", "warn": "!", "fail": "✗", "error": "☠", "skip": "-"}

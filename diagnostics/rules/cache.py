@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
 from ..context import DEFAULT_CLIP_ID
-from ..model import Finding, Status, skip
+from ..findings import Finding, Status, skip
 from ..probes.cache import probe_cache
 from ..probes.environment import installed_versions
 from ..probes.hub import probe_hub

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..model import Finding, Status, skip
+from ..findings import Finding, Status, skip
 from ..probes.checkpoint import probe_checkpoint
 from ..probes.environment import installed_versions
 from ..registry import Check

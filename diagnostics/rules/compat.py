@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..model import Finding, Status, skip
+from ..findings import Finding, Status, skip
 from ..probes.code import probe_ldm
 from ..probes.environment import installed_versions
 from ..registry import Check

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..model import Finding, Status, ok, skip
+from ..findings import Finding, Status, ok, skip
 from ..probes.ldm_config import find_target, probe_ldm_config, target_search_path
 from ..registry import Check
 from ..util import version_at_least

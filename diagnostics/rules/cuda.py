@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..model import Finding, Status, skip
+from ..findings import Finding, Status, skip
 from ..probes.environment import probe_environment
 from ..probes.gpu import probe_driver, probe_torch_cuda
 from ..registry import Check

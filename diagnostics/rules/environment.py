@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ..model import Finding, Status
+from ..findings import Finding, Status
 from ..probes.environment import probe_environment
 from ..registry import Check
 from ..util import fmt_bytes

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from ..model import Finding, Status, skip
+from ..findings import Finding, Status, skip
 from ..probes.cache import probe_cache
 from ..probes.environment import probe_environment
 from ..probes.hub import probe_hub

@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..model import Finding, Status, skip, worst
+from ..findings import Finding, Status, skip, worst
 from ..probes.code import probe_ldm
 from ..probes.ldm_config import probe_ldm_config
 from ..probes.model import probe_model, text_encoder_files
