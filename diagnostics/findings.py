@@ -1,14 +1,15 @@
 """The data model every probe, rule, front-end and report shares.
 
 A `Finding` is one verdict about one thing (a package, the cache, a checkpoint), with the evidence
-that proves it and, when something is wrong, the cause and the fix. Findings are plain data so that
-rules are pure functions that tests can call with hand-made facts.
+that proves it and, when something is wrong, the cause and the fix. Findings are plain, frozen data
+so that rules are pure functions that tests can call with hand-made facts; a finding that needs one
+more line (a hint, a related finding) is copied with `dataclasses.replace`, never changed in place.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional
 
 SCHEMA = "ldm-diagnostics/1"
@@ -49,7 +50,7 @@ def worst(statuses, default: Status = Status.SKIP) -> Status:
     return max(statuses, key=lambda s: s.severity) if statuses else default
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
     code: str
     status: Status
@@ -62,10 +63,14 @@ class Finding:
     docs: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.status = Status(self.status)
+        object.__setattr__(self, "status", Status(self.status))
         if self.blocking is None:
             # A failing finding blocks the rollout unless its rule says otherwise.
-            self.blocking = self.status is Status.FAIL
+            object.__setattr__(self, "blocking", self.status is Status.FAIL)
+
+    def with_fix_prefix(self, hint: str) -> "Finding":
+        """A copy whose fix starts with `hint` (e.g. a no-download step placed before the others)."""
+        return replace(self, fix=hint + "\n" + self.fix if self.fix else hint)
 
     def to_dict(self) -> Dict[str, Any]:
         return {

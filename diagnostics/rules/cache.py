@@ -682,7 +682,7 @@ def _with_hint(ctx, model: Dict[str, Any], finding: Finding) -> Finding:
     if finding.status in (Status.FAIL, Status.WARN) and finding.fix:
         hint = provision_hint(ctx, model)
         if hint:
-            finding.fix = hint + "\n" + finding.fix
+            return finding.with_fix_prefix(hint)
     return finding
 
 
