@@ -25,6 +25,7 @@ CHECK_MODULES = (
     "diagnostics.rules.cache",
     "diagnostics.rules.hub",
     "diagnostics.rules.checkpoint",
+    "diagnostics.rules.clip_layout",
     "diagnostics.rules.config",
     "diagnostics.rules.model",
 )

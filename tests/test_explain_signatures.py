@@ -15,12 +15,13 @@ import pytest
 
 from diagnostics.context import Context
 from diagnostics.knowledge.explain import explain_file, match_signatures
+from diagnostics.knowledge import operations, state_dict
 from diagnostics.knowledge.signatures import SIGNATURES, get_signature
 from diagnostics.knowledge.traceback import parse_log
 from diagnostics.registry import AREA_TITLES
 
 LOGS = Path(__file__).parent / "logs"
-FIXTURES = sorted(p for p in LOGS.rglob("*.log") if re.match(r"(?:doc_)?k\d\d_", p.name))
+FIXTURES = sorted(p for p in [*LOGS.glob("*.log"), *(LOGS / "real").glob("*.log")] if re.match(r"(?:doc_)?k\d\d_", p.name))
 
 
 def expected_ids(path: Path):
@@ -35,7 +36,7 @@ def ctx():
 
 def test_every_signature_has_a_log():
     covered = {k for p in FIXTURES for k in expected_ids(p)}
-    assert covered == {f"K{i:02d}" for i in range(1, 34)}
+    assert covered == {s.id for s in SIGNATURES}
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=lambda p: str(p.relative_to(LOGS)))
@@ -54,12 +55,18 @@ def test_log_is_recognised(path, ctx):
 
 def test_every_signature_is_well_formed():
     ids = [s.id for s in SIGNATURES]
-    assert ids == [f"K{i:02d}" for i in range(1, 34)]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)  # unique, listed in id order
+    assert all(re.fullmatch(r"K\d{2,3}", sig_id) for sig_id in ids)  # stable format: ids are cited in docs
     assert len({s.slug for s in SIGNATURES}) == len(SIGNATURES)
+    verdict_tags = set(re.findall(r'Verdict\(\s*"([\w-]+)"', Path(state_dict.__file__).read_text()))
     for sig in SIGNATURES:
         assert sig.patterns and sig.cause and sig.fix, sig.id
         for pat in sig.patterns:
+            assert bool(pat.regex) + bool(pat.operation) + bool(pat.analysis) == 1, (sig.id, pat.label)
             re.compile(pat.regex)
+            re.compile(pat.exception)
+            assert not pat.operation or pat.operation in operations.BY_NAME, (sig.id, pat.operation)
+            assert not pat.analysis or pat.analysis in verdict_tags, (sig.id, pat.analysis)
             assert pat.scope in ("exception", "line", "any")
         for code in sig.codes:
             area, _, name = code.partition(".")
@@ -96,12 +103,27 @@ def test_position_ids_alone_is_not_a_family_mismatch():
     assert [m.signature.id for m in match_signatures(parse_log(log))] == ["K05"]
 
 
+def test_every_code_a_signature_names_is_registered():
+    from diagnostics.registry import all_checks
+
+    registered = set()
+    for check in all_checks():
+        registered.add(check.id)
+        registered.update(code for code, _meaning in getattr(check, "emits", ()))
+    named = {code for sig in SIGNATURES for code in sig.codes}
+    # compat.open-clip-version is the check the compat area adds for K19; nothing else may be unknown.
+    assert named - registered <= {"compat.open-clip-version"}
+
+
 def test_catalog_lists_every_code_and_signature():
     from diagnostics.knowledge import explain
 
     doc = (Path(__file__).parent.parent / "docs" / "finding-codes-explain.md").read_text()
     for code in (explain.CODE_TRACEBACK, explain.CODE_NO_TRACEBACK, explain.CODE_SIGNATURE, explain.CODE_UNMATCHED):
         assert f"| `{code}` |" in doc
+    from diagnostics.knowledge.catalog import signature_table
+
+    assert signature_table() in doc  # regenerate with `python -m diagnostics.knowledge.catalog`
     for sig in SIGNATURES:
         row = next((l for l in doc.splitlines() if l.startswith(f"| {sig.id} | `{sig.slug}` |")), None)
         assert row is not None, sig.id

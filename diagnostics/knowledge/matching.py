@@ -7,9 +7,12 @@ import bisect
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .operations import infer_operation
 from .records import ExceptionRecord, ParsedLog, Traceback
 from .results import STATUS_RANK, Hit, SignatureMatch
-from .signatures import SIGNATURES, Signature
+from .signatures import SIGNATURES, Pattern, Signature
+from .signatures.imports import derive_groups
+from .state_dict import KeyReport, parse_key_report
 
 _WS = re.compile(r"\s+")
 _SNIPPET = 600
@@ -35,7 +38,7 @@ class _LogText:
     """The whole log as one whitespace-collapsed string, so that line patterns may span the line
     breaks a library put into its message; match offsets map back to 1-based log lines."""
 
-    def __init__(self, lines: Sequence[str]) -> None:
+    def __init__(self, lines: Sequence[str], origins: Sequence[int] = ()) -> None:
         parts: List[str] = []
         self.starts: List[int] = []
         self.numbers: List[int] = []
@@ -45,7 +48,7 @@ class _LogText:
             if not text:
                 continue
             self.starts.append(pos)
-            self.numbers.append(i + 1)
+            self.numbers.append(origins[i] if i < len(origins) else i + 1)
             parts.append(text)
             pos += len(text) + 1
         self.text = " ".join(parts)
@@ -61,49 +64,154 @@ class _LogText:
         return self.numbers[first], snippet, {k: v for k, v in m.groupdict().items() if v}
 
 
+KEY_LIST_LINE = re.compile(r"(?:Missing|Unexpected) [Kk]eys?|missing keys:|unexpected keys:|size mismatch for |"
+                           r"Restored from \S+ with \d+ missing")
+
+
+class _Candidates:
+    """What one log offers to the patterns: its exceptions (with a weight), the operation its
+    failure happened in, the key reports of its exceptions and of its printed key lists."""
+
+    def __init__(self, parsed: ParsedLog) -> None:
+        self.parsed = parsed
+        primary = parsed.primary
+        self.primary = primary
+        self.exceptions: List[Tuple[Traceback, ExceptionRecord, int]] = []
+        for tb, link in parsed.exceptions():
+            weight = (4 if link is tb.final else 3) if tb is primary else 2
+            self.exceptions.append((tb, link, weight))
+        self.operation = infer_operation(primary) if primary is not None and primary.fmt != "bare" else None
+        self.reports: Dict[int, KeyReport] = {}
+        for _tb, link, _weight in self.exceptions:
+            report = parse_key_report(link.message)
+            if report is not None:
+                self.reports[id(link)] = report
+        self.log_report = None if self.reports else _printed_key_lists(parsed)
+        self.log_text = _LogText(parsed.text_lines or parsed.lines, parsed.origins)
+        self.warning_lines = {w.log_line for w in parsed.warnings}
+
+
+def _printed_key_lists(parsed: ParsedLog) -> Optional[Tuple[int, KeyReport]]:
+    """Key lists a loader printed outside any exception (ldm's `Missing Keys: [...]`)."""
+    lines = parsed.text_lines or parsed.lines
+    picked: List[str] = []
+    first = 0
+    for index, line in enumerate(lines):
+        if KEY_LIST_LINE.search(line):
+            first = first or index + 1
+            picked.extend(lines[index:index + 2])
+    report = parse_key_report("\n".join(picked)) if picked else None
+    if report is None:
+        return None
+    origin = parsed.origins[first - 1] if parsed.origins and first else first
+    return origin, report
+
+
+def _analysis_hits(pat: Pattern, found: _Candidates) -> List[Hit]:
+    hits = []
+    for _tb, link, weight in found.exceptions:
+        report = found.reports.get(id(link))
+        verdict = next((v for v in report.verdicts() if v.tag == pat.analysis), None) if report else None
+        if verdict is not None:
+            hits.append(Hit(pat, _snippet(verdict.text), "exception", link.log_line, weight + 1,
+                            link.exception_type, {"verdict": verdict.tag}, key_report=report, verdict=verdict))
+    if found.log_report is not None:
+        line_no, report = found.log_report
+        verdict = next((v for v in report.verdicts() if v.tag == pat.analysis), None)
+        if verdict is not None:
+            weight = 3 if not found.parsed.has_traceback else 1
+            hits.append(Hit(pat, _snippet(verdict.text), "line", line_no, weight, "", {"verdict": verdict.tag},
+                            key_report=report, verdict=verdict))
+    return hits
+
+
+def _operation_hit(pat: Pattern, found: _Candidates) -> Optional[Hit]:
+    if found.operation is None or found.operation.name != pat.operation or found.primary is None:
+        return None
+    final = found.primary.final
+    if not re.search(pat.exception or ".", final.short_type or "Exception"):
+        return None
+    return Hit(pat, _snippet(_norm(final.text)), "exception", final.log_line, 3, final.exception_type,
+               {"operation": found.operation.name})
+
+
+def _message_hits(pat: Pattern, rx, found: _Candidates) -> List[Hit]:
+    hits = []
+    for tb, link, weight in found.exceptions:
+        text = _norm(link.text)
+        m = rx.search(text)
+        if not m or (pat.frames and not re.search(pat.frames, _frames_text(tb))):
+            continue
+        if pat.wrapper and weight == 4:
+            weight = 3  # a catch-all on top of the chain explains no more than a known error beneath it
+        hits.append(Hit(pat, _snippet(text), "exception", link.log_line, weight, link.exception_type,
+                        _groups(m)))
+    return hits
+
+
+def _line_hit(pat: Pattern, rx, found: _Candidates, weight: int = 1) -> Optional[Hit]:
+    located = found.log_text.search(rx)
+    if not located:
+        return None
+    line_no, text, groups = located
+    where = "warning" if line_no in found.warning_lines else "line"
+    return Hit(pat, _snippet(text), where, line_no, weight, "", derive_groups(groups))
+
+
+def _groups(m) -> Dict[str, str]:
+    return derive_groups({k: v for k, v in m.groupdict().items() if v})
+
+
 def match_signatures(parsed: ParsedLog, signatures: Sequence[Signature] = SIGNATURES) -> List[SignatureMatch]:
     """Every signature with at least one pattern found in the log, with its hits (strongest first)."""
-    primary = parsed.primary
-    exceptions: List[Tuple[Traceback, ExceptionRecord, int]] = []
-    for tb, link in parsed.exceptions():
-        if tb is primary:
-            weight = 4 if link is tb.final else 3
-        else:
-            weight = 2
-        exceptions.append((tb, link, weight))
-    log_text = _LogText(parsed.lines)
-    warning_lines = {w.log_line for w in parsed.warnings}
+    found = _Candidates(parsed)
+    analysed = bool(found.reports or found.log_report)
     compiled: Dict[str, Any] = {}
     matches: List[SignatureMatch] = []
     for sig in signatures:
         hits: List[Hit] = []
         for pat in sig.patterns:
+            if pat.analysis:
+                hits.extend(_analysis_hits(pat, found))
+                continue
+            if pat.operation:
+                hit = _operation_hit(pat, found)
+                hits.extend([hit] if hit else [])
+                continue
+            if analysed and any(p.analysis for p in sig.patterns):
+                continue  # the key sets were analysed: their wording decides nothing more
             rx = compiled.setdefault(pat.regex, re.compile(pat.regex))
             before = len(hits)
             if pat.scope in ("exception", "any"):
-                for tb, link, weight in exceptions:
-                    m = rx.search(_norm(link.text))
-                    if not m:
-                        continue
-                    if pat.frames and not re.search(pat.frames, _frames_text(tb)):
-                        continue
-                    if pat.wrapper and weight == 4:
-                        # A catch-all on top of the chain explains no more than a known error beneath it.
-                        weight = 3
-                    hits.append(Hit(pat, _snippet(_norm(link.text)), "exception", link.log_line, weight,
-                                    link.exception_type, {k: v for k, v in m.groupdict().items() if v}))
+                hits.extend(_message_hits(pat, rx, found))
             if pat.scope == "line" or (pat.scope == "any" and len(hits) == before):
-                found = log_text.search(rx)
-                if found:
-                    line_no, text, groups = found
-                    where = "warning" if line_no in warning_lines else "line"
-                    hits.append(Hit(pat, _snippet(text), where, line_no, 1, "", groups))
+                hit = _line_hit(pat, rx, found)
+                hits.extend([hit] if hit else [])
+            elif pat.scope == "exception" and len(hits) == before and not parsed.has_traceback:
+                # No traceback: an application's own error line or a pasted popup carries the message.
+                hit = _line_hit(pat, rx, found, weight=3)
+                hits.extend([hit] if hit else [])
         if hits:
             # Keep the strongest hits first, at most five per signature.
             hits.sort(key=lambda h: (-h.weight, h.log_line or 0))
             matches.append(SignatureMatch(sig, hits[:5]))
-    return matches
+    return _without_generic_when_specific(matches)
 
+
+def _without_generic_when_specific(matches: List[SignatureMatch]) -> List[SignatureMatch]:
+    """An operation explains a failure only when no wording or key analysis explains it better."""
+    def generic(hit: Hit) -> bool:
+        return hit.pattern.generic
+
+    specific = any(h.weight >= 3 and not generic(h) for m in matches for h in m.hits if h.where == "exception")
+    if not specific:
+        return matches
+    kept = []
+    for match in matches:
+        hits = [h for h in match.hits if not generic(h)]
+        if hits:
+            kept.append(SignatureMatch(match.signature, hits))
+    return kept
 
 
 def rank(matches: List[SignatureMatch]) -> List[SignatureMatch]:

@@ -3,12 +3,19 @@ its questions, its causes ranked, and the match that holds them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .signatures import Cause, Need, Pattern, Signature
 
 STATUS_RANK = {"confirmed": 4, "likely": 3, "unverified": 2, "refuted": 1}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def fill_placeholders(text: str, groups: Dict[str, str]) -> str:
+    """`{name}` replaced by the group of that name; other braces stay as written."""
+    return _PLACEHOLDER.sub(lambda m: groups.get(m.group(1), m.group(0)), text)
 
 
 @dataclass
@@ -80,6 +87,8 @@ class Hit:
     exception_type: str = ""
     groups: Dict[str, str] = field(default_factory=dict)
     wording_note: str = ""
+    key_report: Optional[Any] = None  # the state-dict analyser's report, for analysis hits
+    verdict: Optional[Any] = None  # the analyser's verdict this hit stands for
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -90,6 +99,7 @@ class Hit:
             "text": self.text,
             "groups": dict(self.groups),
             "wording_note": self.wording_note,
+            "keys": self.key_report.to_dict() if self.key_report is not None else None,
         }
 
 
@@ -134,9 +144,22 @@ class SignatureMatch:
     @property
     def fix(self) -> str:
         top = self.top_cause
+        verdict = next((h.verdict for h in self.hits if h.verdict is not None and h.verdict.fix), None)
         if top is not None and top.status in ("confirmed", "likely"):
-            return top.cause.fix
-        return self.signature.fix
+            text = top.cause.fix
+        elif verdict is not None:
+            text = f"{verdict.fix[:1].upper()}{verdict.fix[1:]}. {self.signature.fix}"
+        else:
+            text = self.signature.fix
+        return fill_placeholders(text, self.groups)
+
+    @property
+    def groups(self) -> Dict[str, str]:
+        """Named groups of the hits (the strongest first wins): they fill `{name}` in a fix."""
+        merged: Dict[str, str] = {}
+        for hit in reversed(self.hits):
+            merged.update(hit.groups)
+        return merged
 
     def summary(self) -> str:
         sig = self.signature

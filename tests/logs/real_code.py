@@ -70,6 +70,9 @@ SCENARIOS = {
     "k33_openclip_keys": ("torch", "K33", "strict load of OpenCLIP text-encoder keys into an SD 1 model"),
     "k32_no_lightning": ("nolightning", "K32", "torch.load(weights_only=False) of the Lightning checkpoint, no Lightning"),
     "k18_stray_ldm": ("stray", "K18", "import ldm.util next to a stray ldm.py"),
+    "k41_transformers5_clip_layout": ("torch", "K41", "SD 1 text-encoder keys (text_model.*) into transformers 5's "
+                                      "CLIPTextModel: ldm's strict=False prints, then a strict load"),
+    "k42_module_prefix": ("torch", "K42", "strict load of a state dict saved from DataParallel (module.*)"),
 }
 
 
@@ -277,7 +280,37 @@ def group_torch(out: str) -> None:
               "cond_stage_model.model.positional_embedding": torch.zeros(77, 8)}
         model.load_state_dict(sd, strict=True)
 
+    def k41():
+        try:
+            import transformers
+            from transformers import CLIPTextConfig, CLIPTextModel
+        except ImportError as exc:
+            raise Skip(f"transformers not importable: {exc}")
+        cfg = CLIPTextConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=12,
+                             num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                             pad_token_id=1)
+        model = nest("LatentDiffusion", cond_stage_model=nest("FrozenCLIPEmbedder", transformer=CLIPTextModel(cfg)))
+        sd = dict(model.state_dict())
+        if any(".text_model." in key for key in sd):
+            raise Skip(f"transformers {transformers.__version__} still names the weights text_model.* (< 5)")
+        # An SD 1.x checkpoint, written by transformers 4: every text-encoder key under text_model.
+        old = {key.replace("cond_stage_model.transformer.", "cond_stage_model.transformer.text_model."): value
+               for key, value in sd.items()}
+        missing, unexpected = model.load_state_dict(old, strict=False)  # what ldm's init_from_ckpt does
+        print(f"Restored from models/ldm/stable-diffusion-v1/model.ckpt with {len(missing)} missing and "
+              f"{len(unexpected)} unexpected keys")
+        print(f"Missing Keys:\n {missing}")
+        print(f"Unexpected Keys:\n {unexpected}")
+        model.load_state_dict(old, strict=True)
+
+    def k42():
+        model = nest("LatentDiffusion", model=nest("DiffusionWrapper", diffusion_model=nest(
+            "UNetModel", out=nn.Conv2d(4, 4, 3), input_blocks=nn.Conv2d(4, 4, 3))))
+        saved = {"module." + key: value for key, value in model.state_dict().items()}  # saved from DataParallel
+        model.load_state_dict(saved, strict=True)
+
     scenarios = {
+        "k41_transformers5_clip_layout": k41, "k42_module_prefix": k42,
         "k05_position_ids": k05, "k06_weights_only": k06, "k07_in_channels": k07, "k08_context_dim": k08,
         "k09_ema_missing": k09, "k13_cuda_unavailable": k13, "k16_cached_download": k16, "k17_hffolder": k17,
         "k20_html_as_safetensors": k20_html, "k20_truncated_safetensors": k20_truncated,

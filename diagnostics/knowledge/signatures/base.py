@@ -84,6 +84,13 @@ class Pattern:
     operation: str = ""  # the failed operation, e.g. "text-encoder-load"
     exception: str = ""  # regex on the exception class (its last dotted part), with `operation`
     analysis: str = ""  # a verdict tag of the state-dict analyser, e.g. "unet-in-channels"
+    # A wording many failures share (`No module named X`): it explains the failure only when no
+    # other signature's wording or analysis does. Operation patterns are always such fallbacks.
+    fallback: bool = False
+
+    @property
+    def generic(self) -> bool:
+        return self.fallback or bool(self.operation)
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K20", "safetensors-header", "The .safetensors file is not a valid safetensors file",
         patterns=(
-            Pattern(r"Error while deserializing header: (?P<kind>HeaderTooLarge|HeaderTooSmall|MetadataIncompleteBuffer|"
-                    r"header too large|header too small|incomplete metadata, file not fully covered)"),
+            Pattern(r"Error while deserializing header: (?P<kind>[A-Z]\w+|"
+                    r"header too large|header too small|incomplete metadata, file not fully covered|invalid \w+)"),
+            Pattern(r"SafetensorError|safetensors_rust\.\w+Error", label="safetensors could not read the file"),
         ),
         cause="The file is not safetensors (an HTML error page or git-lfs pointer: the first 8 bytes read as a huge "
               "header length → header too large), or the download was cut (incomplete metadata), or it is "
@@ -73,8 +74,18 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K22", "ckpt-not-a-checkpoint", "The checkpoint is a git-lfs pointer or an HTML page",
         patterns=(
-            Pattern(r"invalid load key, '(?P<key>v|<)'", label="weights_only=False"),
-            Pattern(r"Weights only load failed.*WeightsUnpickler error: Unsupported operand (?P<op>118|60)\b",
+            Pattern(r"You seem to have cloned a repository without having git-lfs installed", scope="any",
+                    label="transformers: a git-lfs pointer where weights should be"),
+            Pattern(r"git lfs pull|version https://git-lfs\.github\.com/spec", scope="any",
+                    label="a git-lfs pointer in the log"),
+            Pattern(r"(?:EOFError: Ran out of input|pickle data was truncated|could not find MARK|"
+                    r"A load persistent id instruction was encountered)", frames=r"torch|pickle|serialization|load",
+                    label="an empty, cut or random file read as a pickle"),
+            Pattern(operation="checkpoint-read",
+                    exception=r"^(?!.*(?:OutOfMemory|ModuleNotFound|MemoryError|Cuda|CUDA|KeyboardInterrupt)).",
+                    label="any error while reading the checkpoint file"),
+            Pattern(r"invalid load key, '(?P<key>[^']{1,8})'", label="weights_only=False"),
+            Pattern(r"Weights only load failed.*WeightsUnpickler error: Unsupported operand (?P<op>\d+)\b",
                     label="torch >= 2.6 default weights_only=True", versions=({"torch": ">=2.6"},)),
             Pattern(r"Error verifying pickled file from .*The file is most likely corrupted", scope="any",
                     label="AUTOMATIC1111 safe unpickler"),
@@ -88,6 +99,25 @@ SIGNATURES: List[Signature] = [
                   (Need("the checkpoint file is not a checkpoint", ("ckpt.format", "ckpt.corrupt"),
                         confirms=("fail",), refutes=("ok", "info")),),
                   "Fetch the real file (git lfs pull / direct download)."),
+        ),
+    ),
+    Signature(
+        "K40", "ckpt-pickled-class", "The checkpoint pickles a class that cannot be imported here",
+        patterns=(
+            Pattern(r"Can't get attribute '(?P<name>\w+)' on <module '(?P<module>[\w.]+)'",
+                    label="the class moved or was renamed"),
+            Pattern(operation="checkpoint-read", exception=r"ModuleNotFoundError|AttributeError",
+                    label="unpickling needs a module that is not importable"),
+        ),
+        cause="A full (not weights-only) checkpoint stores Python objects by their module and class name; "
+              "unpickling imports them, so a class renamed, moved or from a package not installed here fails.",
+        fix="Install the package the class comes from, or (for a file you trust) re-save the checkpoint as a "
+            "plain state dict or safetensors where it loads; weights_only=True never imports classes.",
+        causes=(
+            Cause("K40.a", "The checkpoint pickles objects besides tensors",
+                  (Need("the checkpoint holds pickled objects that weights_only refuses", ("ckpt.weights-only-refused",),
+                        confirms=PROBLEM_OR_NOTE),),
+                  "Convert the checkpoint once to safetensors."),
         ),
     ),
 ]

@@ -33,6 +33,8 @@ SIGNATURES: List[Signature] = [
                     label="driver older than torch's CUDA runtime"),
             Pattern(r"Found no NVIDIA driver on your system", label="CUDA torch, no driver visible"),
             Pattern(r"Torch is not able to use GPU", scope="any", label="AUTOMATIC1111 launch check"),
+            Pattern(operation="cuda", exception=r"RuntimeError|AssertionError|AcceleratorError|CudaError|"
+                    r"DeferredCudaCallError", label="an error while initialising or using CUDA"),
             Pattern(r"CUDA driver initialization failed|no CUDA-capable device is detected", scope="any"),
         ),
         cause="torch.cuda.is_available() is False: a CPU-only torch build, a driver older than torch's CUDA "

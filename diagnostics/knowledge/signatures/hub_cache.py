@@ -25,6 +25,14 @@ SIGNATURES: List[Signature] = [
                     versions=({"transformers": ">=5"},)),
             Pattern(r"JSONDecodeError", frames=r"tokenization_clip|CLIPTokenizer|tokenization_utils",
                     label="a cached tokenizer file is truncated or not JSON"),
+            Pattern(r"expected str, bytes or os\.PathLike object, not NoneType",
+                    frames=r"tokenization_clip|CLIPTokenizer|tokenization_utils",
+                    label="vocab/merges resolved to nothing (transformers 4.2x-4.4x, TypeError in CLIPTokenizer.__init__)"),
+            Pattern(r"requires the protobuf library", frames=r"tokenization_|CLIPTokenizer|from_pretrained|FrozenCLIP",
+                    label="transformers 4.5x without protobuf: the slow-tokenizer fallback after the files failed",
+                    wrapper=True),
+            Pattern(operation="text-encoder-load", exception=r"^(?!.*(?:OutOfMemory|Cuda|CUDA|KeyboardInterrupt)).",
+                    label="any error while building the tokenizer or text encoder (FrozenCLIPEmbedder.__init__)"),
         ),
         cause="transformers could not find the CLIP tokenizer files locally and could not download them. The "
               "message is a catch-all: no network, an offline switch with an empty cache, a same-named local "
@@ -128,6 +136,10 @@ SIGNATURES: List[Signature] = [
         patterns=(
             Pattern(r"GatedRepoError"),
             Pattern(r"You are trying to access a gated repo", label="transformers >= 4.3x"),
+            Pattern(r"403 Client Error: Forbidden for url: \S*huggingface\.co", scope="any",
+                    label="HTTP status line only (requests)"),
+            Pattern(r"(?:401|403) (?:Client Error|Forbidden|Unauthorized)\S*.{0,80}(?:gated|restricted|accept the conditions)",
+                    scope="any", label="HTTP status with the gated-repo notice"),
             Pattern(r"Cannot access gated repo for url", scope="any"),
             Pattern(r"Access to model \S+ is restricted", scope="any"),
         ),
@@ -211,5 +223,57 @@ SIGNATURES: List[Signature] = [
                   "Point HF_HOME at a hub-layout cache."),
         ),
         blocking=False,
+    ),
+    Signature(
+        "K34", "hub-network", "The network to the Hub fails (reset, timeout, name resolution)",
+        patterns=(
+            Pattern(r"Connection reset by peer|ConnectionResetError|RemoteDisconnected|Connection aborted|"
+                    r"ConnectionAbortedError|IncompleteRead|ChunkedEncodingError", scope="any",
+                    label="connection dropped"),
+            Pattern(r"ReadTimeout(?:Error)?|ConnectTimeout(?:Error)?|Read timed out|timed out|TimeoutError|"
+                    r"_ssl\.c:\d+: The handshake operation timed out", scope="any", label="timeout (also inside TLS)"),
+            Pattern(r"Temporary failure in name resolution|Name or service not known|getaddrinfo failed|"
+                    r"nodename nor servname provided|Failed to resolve|NameResolutionError", scope="any",
+                    label="name resolution"),
+            Pattern(r"NewConnectionError|Network is unreachable|No route to host|Connection refused|"
+                    r"Max retries exceeded with url", scope="any", label="cannot connect"),
+            Pattern(r"SSLError\(.*(?:EOF occurred|UNEXPECTED_EOF|DECRYPTION_FAILED|WRONG_VERSION_NUMBER|"
+                    r"Connection reset)", scope="any", label="TLS connection broken (not a certificate problem)"),
+        ),
+        cause="The request to the Hub failed below HTTP: the connection was reset or timed out (also during the "
+              "TLS handshake), or the host name did not resolve. A firewall, a flaky link, a proxy that drops "
+              "long downloads or a DNS without internet gives these.",
+        fix="Make the Hub reachable (or set HF_ENDPOINT to a reachable mirror), retry with a larger "
+            "HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT; or provision the cache on a machine with network and "
+            "run with HF_HUB_OFFLINE=1.",
+        causes=(
+            Cause("K34.a", "The Hub cannot be reached from here", (_NET,),
+                  "Fix DNS/routing to huggingface.co, or provision the cache and go offline."),
+            Cause("K34.b", "The configured proxy breaks the connection", (_PROXY,),
+                  "Fix or unset HTTPS_PROXY / HTTP_PROXY."),
+            Cause("K34.c", "TLS to the Hub fails", (_TLS,),
+                  "Check the TLS path (proxy interception, MTU) to huggingface.co."),
+        ),
+        links=("https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables",),
+    ),
+    Signature(
+        "K35", "hub-server-error", "The Hub answered with a server error (5xx)",
+        patterns=(
+            Pattern(r"5\d\d Server Error:? [\w ]*for url: \S*(?:huggingface\.co|hf\.co)", scope="any",
+                    label="requests status line"),
+            Pattern(r"(?:500 Internal Server Error|502 Bad Gateway|503 Service (?:Temporarily )?Unavailable|"
+                    r"504 Gateway Time-?out)", scope="any", label="HTTP status"),
+            Pattern(r"HfHubHTTPError: 5\d\d", scope="any", label="huggingface_hub"),
+        ),
+        cause="The Hub (or a proxy in front of it) failed the request: an outage, rate limiting at the edge, or a "
+              "proxy that cannot reach it. Nothing on this machine is wrong unless a proxy answers.",
+        fix="Retry later (status.huggingface.co); with a complete cache set HF_HUB_OFFLINE=1 so start-up does not "
+            "depend on the Hub; check the proxy when only this network sees the error.",
+        causes=(
+            Cause("K35.a", "The Hub answers file requests with an error status", (_HTTP,),
+                  "Retry later, or provision the cache and go offline."),
+            Cause("K35.b", "A proxy answers instead of the Hub", (_PROXY,), "Fix the proxy or bypass it."),
+        ),
+        links=("https://status.huggingface.co/",),
     ),
 ]

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 from .base import Cause, Need, PROBLEM_OR_NOTE, Pattern, Signature
+
+# Python module -> what to pip install (the PyPI name differs from the import name for several).
+PIP_NAMES: Dict[str, str] = {
+    "einops": "einops", "open_clip": "open-clip-torch", "pytorch_lightning": "'pytorch-lightning<2'",
+    "omegaconf": "omegaconf", "transformers": "transformers", "torchvision": "torchvision", "kornia": "kornia",
+    "clip": "git+https://github.com/openai/CLIP.git", "PIL": "Pillow",
+    "taming": "git+https://github.com/CompVis/taming-transformers.git", "imwatermark": "invisible-watermark",
+    "safetensors": "safetensors", "tqdm": "tqdm", "numpy": "numpy", "scipy": "scipy", "cv2": "opencv-python",
+    "k_diffusion": "k-diffusion", "yaml": "pyyaml", "timm": "timm", "xformers": "xformers", "lightning": "lightning",
+    "sklearn": "scikit-learn", "skimage": "scikit-image", "google": "protobuf", "diffusers": "diffusers",
+}
+
+
+def pip_name(module: str) -> str:
+    top = module.split(".")[0]
+    return PIP_NAMES.get(top, top)
+
+
+def derive_groups(groups: Dict[str, str]) -> Dict[str, str]:
+    """Named groups of a hit plus what follows from them (`pip`: what to install for `module`)."""
+    if groups.get("module") and "pip" not in groups:
+        groups = dict(groups, pip=pip_name(groups["module"]))
+    return groups
+
 
 SIGNATURES: List[Signature] = [
     Signature(
@@ -197,6 +221,12 @@ SIGNATURES: List[Signature] = [
         patterns=(
             Pattern(r"A module that was compiled using NumPy 1\.x cannot be run in NumPy 2\.\d+\.\d+", scope="any"),
             Pattern(r"Failed to initialize NumPy: _ARRAY_API not found", scope="any"),
+            Pattern(r"`np\.(?:float_|complex_|NaN|Inf|NINF|PINF|unicode_|string_|cast|product|cumproduct|alltrue|"
+                    r"sometrue|round_|find_common_type)` was removed in the NumPy 2\.0 release", scope="any",
+                    label="NumPy 2 removed an alias"),
+            Pattern(r"numpy\.core\.multiarray failed to import|numpy\.dtype size changed, may indicate binary "
+                    r"incompatibility|module compiled against (?:ABI|API) version", scope="any",
+                    label="extension built against NumPy 1"),
             Pattern(r"RuntimeError: Numpy is not available"),
         ),
         cause="torch < 2.3 (and old torchvision, opencv, ...) were built against the NumPy 1 ABI; a later pip "
@@ -263,5 +293,63 @@ SIGNATURES: List[Signature] = [
                   "`pip install 'pytorch-lightning<2'`, or convert the checkpoint."),
         ),
         links=("https://github.com/Lightning-AI/pytorch-lightning/issues/20643",),
+    ),
+    Signature(
+        "K36", "python-module-missing", "A package the model code imports is not installed",
+        patterns=(
+            Pattern(r"No module named '(?P<module>(?!ldm\b)[\w.]+)'", label="module not installed", fallback=True),
+            Pattern(operation="model-import", exception=r"ImportError|ModuleNotFoundError",
+                    label="an import of the model code fails"),
+        ),
+        cause="The environment lacks a package the model code (ldm, its configs' targets or a web UI's modules) "
+              "imports, or has a version without that module.",
+        fix="pip install {pip}",
+        causes=(
+            Cause("K36.a", "The import fails in this environment",
+                  (Need("the model code does not import here", ("model.import",)),
+                   Need("the installed packages", ("env.packages",), confirms=(), refutes=(), required=False)),
+                  "pip install {pip}"),
+        ),
+    ),
+    Signature(
+        "K37", "config-target-missing", "The config names a class the code does not have",
+        patterns=(
+            Pattern(r"module '(?P<module>(?:ldm|sgm|cldm)[\w.]*)' has no attribute '(?P<name>\w+)'",
+                    label="target class missing in the module"),
+        ),
+        cause="A `target:` of the YAML names a class that this ldm code base does not define: the config was "
+              "written for another repository (CompVis, Stability, a fork) or has a typo.",
+        fix="Use the ldm repository the config was written for (--code-root), or correct `target:` in the YAML.",
+        causes=(
+            Cause("K37.a", "A config target does not exist in the code here",
+                  (Need("a config target is missing from the code", ("config.targets",)),),
+                  "Correct the target, or use the matching repository."),
+        ),
+    ),
+    Signature(
+        "K38", "config-unknown-parameter", "The config passes a parameter the model code does not accept",
+        patterns=(
+            Pattern(r"__init__\(\) got an unexpected keyword argument '(?P<arg>\w+)'",
+                    frames=r"ldm|sgm|instantiate_from_config", label="a params: key the class does not take"),
+        ),
+        cause="The config belongs to a newer or other ldm code base (e.g. use_linear_in_transformer is SD 2.x "
+              "only; CompVis' original repository lacks it).",
+        fix="Use the ldm repository that matches the config (--code-root), or the config that matches the code.",
+        causes=(
+            Cause("K38.a", "The config's targets and parameters do not fit the code here",
+                  (Need("a config target or parameter does not fit the code", ("config.targets",)),),
+                  "Use the repository the config was written for."),
+        ),
+    ),
+    Signature(
+        "K39", "config-finetune-keys", "The config asks to fine-tune from a checkpoint (training only)",
+        patterns=(Pattern(r"can only finetune from a given checkpoint", label="ldm finetune_keys"),),
+        cause="finetune_keys is set in the config, which requires ckpt_path; it is a training option.",
+        fix="Set `finetune_keys: null` under model.params for inference.",
+        causes=(
+            Cause("K39.a", "The config is a training config",
+                  (Need("the config loads", ("config.load",), confirms=(), refutes=(), required=False),),
+                  "Use the inference config."),
+        ),
     ),
 ]

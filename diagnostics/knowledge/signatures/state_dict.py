@@ -10,6 +10,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K05", "clip-position-ids", "Checkpoint has CLIP position_ids that transformers >= 4.31 does not expect",
         patterns=(
+            Pattern(analysis="position-ids", label="key sets: only position_ids is unexpected"),
             Pattern(r'Unexpected key\(s\) in state_dict: (?:"[^"]*", )*"(?:[\w.]*\.)?text_model\.embeddings\.position_ids"',
                     label="strict load with transformers >= 4.31", versions=({"transformers": ">=4.31"},)),
         ),
@@ -34,6 +35,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K07", "unet-in-channels", "Inpainting checkpoint and txt2img config disagree on UNet input channels",
         patterns=(
+            Pattern(analysis="unet-in-channels", label="shapes: UNet input channels differ"),
             Pattern(r"size mismatch for (?:model\.diffusion_model\.)?input_blocks\.0\.0\.weight: copying a param "
                     r"with shape torch\.Size\(\[(?P<out>\d+), (?P<ckpt_in>\d+), 3, 3\]\) from checkpoint, the shape "
                     r"in current model is torch\.Size\(\[\d+, (?P<model_in>\d+), 3, 3\]\)"),
@@ -56,6 +58,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K08", "context-dim", "SD 2.x checkpoint with an SD 1.x config (or the reverse)",
         patterns=(
+            Pattern(analysis="context-dim", label="shapes: cross-attention context differs"),
             Pattern(r"copying a param with shape torch\.Size\(\[(?P<n>\d+), (?P<ckpt_ctx>1024|768)\]\) from checkpoint, "
                     r"the shape in current model is torch\.Size\(\[(?P=n), (?P<model_ctx>768|1024)\]\)",
                     label="cross-attention context_dim (OpenCLIP 1024 vs CLIP 768)"),
@@ -82,6 +85,9 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K09", "ema-keys", "EMA weights in the checkpoint do not match use_ema in the config",
         patterns=(
+            Pattern(analysis="ema-shape", label="shapes: the EMA copy differs from the model"),
+            Pattern(analysis="ema-missing", label="key sets: EMA weights missing"),
+            Pattern(analysis="ema-unexpected", label="key sets: EMA weights unused"),
             Pattern(r'Unexpected key\(s\) in state_dict: (?:"[^"]*", )*"model_ema\.(?:decay|num_updates)"',
                     label="strict load, use_ema: False and a checkpoint with EMA"),
             Pattern(r'Missing key\(s\) in state_dict: (?:"[^"]*", )*"model_ema\.[^"]*"',
@@ -115,6 +121,8 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K33", "ckpt-family-keys", "The checkpoint's keys belong to another model family",
         patterns=(
+            Pattern(analysis="family", label="key sets: text-encoder keys of another family"),
+            Pattern(analysis="clip-flat-keys", label="key sets: CLIP keys without text_model. for a transformers < 5"),
             Pattern(r'(?:Missing|Unexpected) key\(s\) in state_dict: (?:"[^"]*", )*"cond_stage_model\.'
                     r'(?:model\.|transformer\.(?!text_model\.embeddings\.position_ids"))[^"]*"',
                     label="text encoder keys of the other family (OpenCLIP vs CLIP)"),
@@ -132,6 +140,41 @@ SIGNATURES: List[Signature] = [
                    Need("which family and components the checkpoint has", ("ckpt.family", "ckpt.components"),
                         confirms=(), refutes=(), required=False)),
                   "Pass the config of the checkpoint's family."),
+        ),
+        reproduce=(_LOAD_KEYS,),
+    ),
+    Signature(
+        "K41", "transformers5-clip-layout", "transformers 5 names the CLIP text encoder's weights without text_model.",
+        patterns=(
+            Pattern(analysis="transformers5-clip-layout",
+                    label="key sets: every text-encoder key renamed by the dropped text_model. level"),
+        ),
+        cause="transformers 5 removed the `text_model.` level from CLIPTextModel's state dict, so an SD 1.x "
+              "checkpoint's `cond_stage_model.transformer.text_model.*` keys no longer match the model's "
+              "`cond_stage_model.transformer.*`. ldm loads with strict=False: it prints 196 missing and 196 "
+              "unexpected keys and silently keeps the text encoder that from_pretrained(version) loaded instead of "
+              "the checkpoint's (a fine-tuned text encoder is lost; a strict load fails).",
+        fix="Rename the keys before `load_state_dict`: `cond_stage_model.transformer.text_model.X` -> "
+            "`cond_stage_model.transformer.X` (or pin transformers < 5 for this checkpoint).",
+        causes=(
+            Cause("K41.a", "transformers >= 5 with a checkpoint in the transformers 4 layout",
+                  (Need("the installed transformers and the checkpoint's text-encoder layout disagree",
+                        ("compat.transformers5-clip-layout",), versions=({"transformers": ">=5"},)),),
+                  "Rename the keys before loading, or pin transformers < 5."),
+        ),
+        reproduce=(_LOAD_KEYS,),
+    ),
+    Signature(
+        "K42", "state-dict-prefix", "The checkpoint's keys carry an extra or missing prefix level",
+        patterns=(Pattern(analysis="prefix-rename", label="key sets: one level added or dropped"),),
+        cause="The state dict was saved from a wrapped model (DataParallel/DDP `module.`, torch.compile "
+              "`_orig_mod.`, a trainer's `model.` or `state_dict.`), so every key differs from the model's by one "
+              "level; strict=False drops them all.",
+        fix="Strip (or add) that level in the keys before load_state_dict, e.g. "
+            "`{k.removeprefix('module.'): v for k, v in sd.items()}`.",
+        causes=(
+            Cause("K42.a", "Loading reports the renamed keys here", (_LOAD_KEYS,),
+                  "Rename the keys before loading."),
         ),
         reproduce=(_LOAD_KEYS,),
     ),
