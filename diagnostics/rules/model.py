@@ -12,7 +12,6 @@ grouped by component with an explanation for each group.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..findings import Finding, Status, skip, worst
@@ -46,15 +45,6 @@ RELATED_FIX = {
                                         "before a strict load",
 }
 
-# Python module -> what to pip install (the PyPI name differs from the import name for several).
-PIP_NAMES = {"einops": "einops", "open_clip": "open-clip-torch", "pytorch_lightning": "'pytorch-lightning<2'",
-             "omegaconf": "omegaconf", "transformers": "transformers", "torchvision": "torchvision",
-             "kornia": "kornia", "clip": "git+https://github.com/openai/CLIP.git", "PIL": "Pillow",
-             "taming": "git+https://github.com/CompVis/taming-transformers.git", "imwatermark": "invisible-watermark",
-             "safetensors": "safetensors", "tqdm": "tqdm", "numpy": "numpy", "scipy": "scipy", "cv2": "opencv-python",
-             "k_diffusion": "k-diffusion", "yaml": "pyyaml", "timm": "timm", "xformers": "xformers"}
-
-
 def _fmt_params(n: Optional[int]) -> str:
     return "?" if n is None else f"{n / 1e6:.2f} M"
 
@@ -85,38 +75,19 @@ class Diagnosis:
         self.related, self.docs, self.kind, self.status = list(related), list(docs), kind, status
 
 
-_CLIP_SIGNATURES = (
-    r"Can't load tokenizer for",
-    r"We couldn't connect to '[^']*' to load",
-    r"couldn't find (it|them) in the cached files",
-    r"LocalEntryNotFoundError",
-    r"is not a local folder and is not a valid model identifier",
-    r"Can't load the configuration of",
-    r"Can't load (the )?model for",
-    r"outgoing traffic has been disabled",
-    r"Incorrect path_or_model_id",
-    r"does not appear to have a file named",
-)
+# What a knowledge-base signature is called here (the kind of failure a model rule reports on).
+KIND_BY_SIGNATURE = {"clip-tokenizer-load": "clip-files", "hub-offline-cached-files": "clip-files",
+                     "ldm-not-importable": "ldm-missing", "pl-rank-zero-only": "rank-zero-only",
+                     "python-module-missing": "module", "taming-vq2": "module", "hub-cached-download": "module",
+                     "hub-too-new": "module", "numpy2-abi": "module", "open-clip-version": "module",
+                     "lightning-missing": "module", "config-target-missing": "target",
+                     "config-unknown-parameter": "config", "config-finetune-keys": "config", "cuda-oom": "oom"}
 
 
-def _in_text_encoder(error: Mapping[str, Any]) -> bool:
-    tb = error.get("traceback") or ""
-    return any(s in tb for s in ("encoders/modules.py", "FrozenCLIPEmbedder", "CLIPTokenizer", "CLIPTextModel",
-                                 "from_pretrained"))
-
-
-def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
-             versions: Optional[Mapping[str, Optional[str]]] = None,
-             clip_files: Optional[Mapping[str, Any]] = None) -> Diagnosis:
-    """Cause and fix for an exception raised while importing or building the model."""
-    ldm = ldm or {}
-    versions = versions or {}
-    etype = str(error.get("type") or "")
-    message = str(error.get("message") or "")
-    text = f"{etype}: {message}"
-    tb = error.get("traceback") or ""
+def _child_failure(error: Mapping[str, Any]) -> Optional[Diagnosis]:
+    """The failures that are not exceptions: the child timed out, died, or never started."""
     kind = error.get("kind")
-
+    message = str(error.get("message") or "")
     if kind == "timeout":
         stage = error.get("stage")
         cause = ("Building the model hung: FrozenCLIPEmbedder downloading from an unreachable hub retries for "
@@ -126,8 +97,7 @@ def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
                          "Re-run with a larger --timeout (e.g. --timeout 600); set HF_HUB_OFFLINE=1 when the files "
                          "are already cached so nothing waits on the network.", related=("hub.dns",), kind="timeout")
     if kind in ("killed", "crashed"):
-        rc = error.get("returncode")
-        oom = rc in (-9, 137)
+        oom = error.get("returncode") in (-9, 137)
         return Diagnosis(
             f"The model process died during {error.get('stage')}: {message}.",
             "Signal 9 is what the kernel's out-of-memory killer sends: the model does not fit in RAM." if oom else
@@ -141,90 +111,73 @@ def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
                          "Check that the interpreter running the harness can start subprocesses.", kind="crash")
     if kind == "omegaconf-missing":
         return Diagnosis(message, "ldm's configs are OmegaConf objects.", "pip install omegaconf", kind="module")
-
-    # K03 rank_zero_only (ldm/models/diffusion/ddpm.py with pytorch_lightning 1.8.0 or >= 2.0)
-    if "rank_zero_only" in text or "pytorch_lightning.utilities.distributed" in text:
-        pl = (error.get("versions") or {}).get("pytorch_lightning") or versions.get("pytorch_lightning")
-        where = error.get("where") or {}
-        at = f" ({where.get('file')}:{where.get('line')})" if where.get("file") else ""
-        return Diagnosis(
-            f"`{text.strip()}`{at}: ldm imports rank_zero_only from pytorch_lightning.utilities.distributed, which "
-            f"pytorch_lightning {pl or '(this version)'} no longer has.",
-            "The module was removed in pytorch_lightning 2.0 (and the name dropped in 1.8.0); see "
-            "compat.pl-rank-zero-only.",
-            "Pin Lightning: `pip install 'pytorch-lightning<2,!=1.8.0'` (the original environment uses 1.4.2), or "
-            "edit ldm/models/diffusion/ddpm.py to `from pytorch_lightning.utilities import rank_zero_only`.",
-            related=("compat.pl-rank-zero-only",), docs=("https://github.com/Lightning-AI/pytorch-lightning/issues/15509",),
-            kind="rank-zero-only")
-
-    missing_mod = re.search(r"No module named '([^']+)'", message)
-    if etype in ("ModuleNotFoundError", "ImportError") and missing_mod:
-        name = missing_mod.group(1)
-        top = name.split(".")[0]
-        if top == "ldm":
-            if name == "ldm" or not ldm.get("found"):
-                return Diagnosis(
-                    f"`{text}`: the `ldm` package is not importable.",
-                    "The repository that holds `ldm/` is neither installed (`pip install -e .`) nor on sys.path "
-                    "(scripts run from scripts/ do not see the repo root) (knowledge base K18).",
-                    "Pass --code-root with the directory that contains `ldm/` (and use the same PYTHONPATH when "
-                    "serving), or run `pip install -e .` in that repository.",
-                    docs=("https://github.com/CompVis/stable-diffusion/issues/160",), kind="ldm-missing")
-            return Diagnosis(
-                f"`{text}`: the ldm package at {ldm.get('path')} has no module {name}.",
-                "The config was written for another ldm code base (e.g. an SD 2.x config needs "
-                "Stability-AI/stablediffusion; CompVis' original repo lacks several modules).",
-                "Use --code-root with the repository that matches the config, or the config that matches this code.",
-                kind="ldm-mismatch")
-        pip = PIP_NAMES.get(top, top)
-        return Diagnosis(f"`{text}`: a package the model code imports is missing.",
-                         f"`{top}` is not installed in this environment.", f"pip install {pip}", kind="module")
-    if "VectorQuantizer2" in text:
-        return Diagnosis(f"`{text}`.", "PyPI's taming-transformers 0.0.1 lacks VectorQuantizer2 (knowledge base K15).",
-                         "pip install git+https://github.com/CompVis/taming-transformers.git", kind="module")
-    if "cached_download" in text or "HfFolder" in text:
-        return Diagnosis(f"`{text}`.", "huggingface_hub is newer than the diffusers/transformers that import it "
-                                       "(see compat.hub-cached-download).",
-                         "pip install 'huggingface_hub<0.26' (or upgrade the package that imports it).",
-                         related=("compat.hub-cached-download",), kind="module")
-    if "compiled using NumPy 1.x" in text or ("numpy" in text.lower() and "ABI" in text):
-        return Diagnosis(f"`{text}`.", "NumPy 2 with a torch (or extension) built for NumPy 1 (see compat.numpy2-abi).",
-                         "pip install 'numpy<2'", related=("compat.numpy2-abi",), kind="module")
-    if etype == "AttributeError" and "has no attribute" in message and error.get("stage") == "import":
-        return Diagnosis(f"`{text}`: the config's target class does not exist in that module.",
-                         "The ldm code on the path is another version than the config's (see config.targets).",
-                         "Use --code-root with the repository the config was written for, or correct `target:`.",
-                         related=("config.targets",), kind="target")
-
-    # K01/K02 CLIP files (FrozenCLIPEmbedder -> CLIPTokenizer/CLIPTextModel.from_pretrained(version))
-    if any(re.search(sig, text) or re.search(sig, tb) for sig in _CLIP_SIGNATURES) and (
-            _in_text_encoder(error) or "clip" in text.lower()):
-        return _clip_diagnosis(text, clip_files)
-    if "Model config for" in text and "not found" in text:
-        return Diagnosis(f"`{text}`.", "open_clip is too old for this config's architecture (knowledge base K19).",
-                         "Install the open_clip version the code was written for (open-clip-torch 2.7.0 for "
-                         "Stability-AI/stablediffusion).", related=("compat.open-clip-version",), kind="module")
-    if "unexpected keyword argument" in message:
-        arg = re.search(r"unexpected keyword argument '([^']+)'", message)
-        return Diagnosis(f"`{text}`: the config passes a parameter this code does not accept"
-                         + (f" ({arg.group(1)})" if arg else "") + ".",
-                         "The config belongs to a newer/other ldm code base (e.g. use_linear_in_transformer is SD 2.x "
-                         "only).", "Use the ldm repository that matches the config (--code-root), or its config.",
-                         kind="config")
-    if "can only finetune from a given checkpoint" in text:
-        return Diagnosis(f"`{text}`.", "finetune_keys is set in the config, which asks for ckpt_path (training only).",
-                         "Set `finetune_keys: null` under model.params for inference.", kind="config")
-    if error.get("kind") == "oom" or "out of memory" in message.lower() or etype == "MemoryError":
-        return Diagnosis(f"Out of memory: `{_first_line(message) or etype}`.",
+    if kind == "oom" or (error.get("type") == "MemoryError"):
+        return Diagnosis(f"Out of memory: `{_first_line(message) or error.get('type')}`.",
                          "The model does not fit in the available (GPU or CPU) memory (knowledge base K14).",
                          "Use fp16 (LDM_DIAG_DTYPE=fp16, model.half()), set use_ema: False, close other GPU "
                          "processes, or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.",
                          related=("cuda.memory",), kind="oom")
+    return None
+
+
+def error_as_log(error: Mapping[str, Any]) -> str:
+    """The child's exception as the log text the knowledge base reads."""
+    text = str(error.get("traceback") or "").rstrip()
+    line = f"{error.get('type') or 'Exception'}: {error.get('message') or ''}".rstrip()
+    if "Traceback (most recent call last):" not in text:
+        text = "Traceback (most recent call last):\n" + text if text else ""
+    tail = text.strip().splitlines()[-1:] if text.strip() else []
+    if not tail or not tail[0].startswith(str(error.get("type") or "\0")):
+        text = (text + "\n" if text else "") + line
+    return text
+
+
+def match_error(error: Mapping[str, Any]):
+    """The knowledge base's best explanation of the child's exception (the same matcher `explain` uses)."""
+    from ..knowledge.matching import match_signatures, rank
+    from ..knowledge.traceback import parse_log
+
+    matches = [m for m in rank(match_signatures(parse_log(error_as_log(error)))) if m.weight >= 3]
+    return matches[0] if matches else None
+
+
+def _versions_note(signature, error: Mapping[str, Any], versions: Mapping[str, Optional[str]]) -> str:
+    packages: List[str] = []
+    for cause in signature.causes:
+        for need in cause.needs:
+            packages += [p for alternative in need.versions for p in alternative if p not in packages]
+    imported = error.get("versions") or {}
+    shown = [f"{p} {imported.get(p) or versions.get(p)}" for p in packages if imported.get(p) or versions.get(p)]
+    return f" (imported: {', '.join(shown)})" if shown else ""
+
+
+def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
+             versions: Optional[Mapping[str, Optional[str]]] = None,
+             clip_files: Optional[Mapping[str, Any]] = None) -> Diagnosis:
+    """Cause and fix for a failure while importing or building the model: the child's own failures
+    here, every exception through the knowledge base."""
+    versions = versions or {}
+    failure = _child_failure(error)
+    if failure is not None:
+        return failure
+    text = f"{error.get('type') or ''}: {_first_line(str(error.get('message') or ''))}"
     where = error.get("where") or {}
-    at = f" at {where.get('file')}:{where.get('line')}" if where.get("file") else ""
-    return Diagnosis(f"`{etype}: {_first_line(message)}`{at}.", "An exception in the model code (traceback in the evidence).",
-                     "Read the traceback in the evidence; run the same step in a Python shell with --code-root on "
-                     "sys.path to reproduce it.", kind="exception")
+    at = f" ({where.get('file')}:{where.get('line')})" if where.get("file") else ""
+    match = match_error(error)
+    if match is None:
+        return Diagnosis(f"`{text}`{at}.", "An exception in the model code (traceback in the evidence).",
+                         "Read the traceback in the evidence; run the same step in a Python shell with --code-root "
+                         "on sys.path to reproduce it.", kind="exception")
+    sig = match.signature
+    kind = KIND_BY_SIGNATURE.get(sig.slug, sig.slug)
+    if kind == "clip-files":
+        return _clip_diagnosis(f"{error.get('type')}: {error.get('message')}", clip_files)
+    fix = sig.causes[0].fix if sig.causes else sig.fix
+    from ..knowledge.results import fill_placeholders
+
+    return Diagnosis(f"`{text}`{at}: {sig.title}{_versions_note(sig, error, versions)} (knowledge base {sig.id}).",
+                     sig.cause, fill_placeholders(fix, match.groups),
+                     related=[c for c in sig.codes if not c.startswith("model.")], docs=sig.links, kind=kind)
 
 
 def _clip_diagnosis(text: str, files: Optional[Mapping[str, Any]]) -> Diagnosis:
@@ -539,10 +492,12 @@ def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
         for group in (data.get(kind) or {}).get("groups") or []:
             groups.append(explain_group(kind, group, info))
     counts = {k: (data.get(k) or {}).get("count", 0) for k in ("missing", "unexpected", "mismatched")}
+    analysis = _key_analysis(data, counts)
     evidence = {"format": data.get("format"), "checkpoint_tensors": data.get("checkpoint_tensors"),
                 "model_keys": data.get("model_keys"), "loaded": data.get("loaded"), "counts": counts,
                 "groups": groups, "dtypes": data.get("dtypes"), "seconds": data.get("seconds"),
-                "read_seconds": data.get("read_seconds"), "extras": data.get("extras")}
+                "read_seconds": data.get("read_seconds"), "extras": data.get("extras"),
+                "analysis": analysis.to_dict()}
     head = (f"{data.get('loaded')} of {data.get('checkpoint_tensors')} checkpoint tensors loaded into "
             f"{data.get('model_keys')} model keys in {_secs(data.get('seconds'))}")
     if not groups:
@@ -568,12 +523,28 @@ def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
         if g["related"] and g["related"] not in codes:
             codes.append(g["related"])
     fixes = [f"{c}: {RELATED_FIX[c]}" for c in codes if c in RELATED_FIX]
+    fixes += [f"{v.code}: {v.fix}" for v in analysis.verdicts() if v.fix and v.code not in codes
+              and v.code != "model.load-keys"]
     if any(not g["related"] for g in serious):
         fixes.append("use the checkpoint that belongs to this config (the file lacks or adds whole components)")
     return Finding(code, status, title, summary, evidence=evidence,
                    cause="The checkpoint and the model built from the config disagree"
                          + (f"; explained in detail by {', '.join(codes)}." if codes else "."),
                    fix="; ".join(fixes) + ".", blocking=status is Status.FAIL)
+
+
+def _key_analysis(data: Mapping[str, Any], counts: Mapping[str, int]):
+    """The load's key lists through the knowledge base's state-dict analyser (the one owner of what a
+    key set means)."""
+    from ..knowledge.state_dict import analyse_keys
+
+    def keys(kind: str) -> List[Any]:
+        return [k for g in (data.get(kind) or {}).get("groups") or [] for k in g.get("keys") or []]
+
+    mismatched = [(k["key"], k.get("checkpoint"), k.get("model")) for k in keys("mismatched") if isinstance(k, dict)]
+    return analyse_keys([k if isinstance(k, str) else k.get("key") for k in keys("missing")],
+                        [k if isinstance(k, str) else k.get("key") for k in keys("unexpected")], mismatched,
+                        dict(counts))
 
 
 def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
@@ -697,35 +668,30 @@ def _clip_version(ctx) -> str:
     return str((cond.get("params") or {}).get("version") or "openai/clip-vit-large-patch14")
 
 
-def related_findings(ctx, codes: Sequence[str]) -> List[Dict[str, Any]]:
-    """Run the hub/cache checks the CLIP failure points at, when they are registered (cheap: facts are memoised)."""
+def needed_results(ctx, codes: Sequence[str]) -> Dict[str, List[Dict[str, Any]]]:
+    """The findings of the checks this check needs (`needs=`), by code: each runs once per Context
+    through the registry (their facts are memoised), like any other check of the run."""
     from ..registry import all_checks, run_check
 
-    out: List[Dict[str, Any]] = []
     try:
         available = {c.id: c for c in all_checks()}
     except Exception:  # another area's module failing to import must not hide this finding
-        return out
-    for code in codes:
-        check = available.get(code)
-        if check is None or code == "hub.dns":  # network probes are reported by their own check, not re-run here
-            continue
-        for f in run_check(check, ctx).findings:
-            out.append({"code": f.code, "status": f.status.value, "summary": f.summary})
-    return out
+        return {}
+    return {code: [{"code": f.code, "status": f.status.value, "summary": f.summary}
+                   for f in run_check(available[code], ctx).findings]
+            for code in codes if code in available}
 
 
 def _instantiate(ctx):
     model = _model(ctx)
     err = model.get("error") or {}
-    clip_files = related = None
+    clip_files = None
+    related: List[Dict[str, Any]] = []
     if err.get("stage") == "instantiate":
-        diag = diagnose(err, ctx.fact("ldm", probe_ldm), _versions(ctx))
-        if diag.kind == "clip-files":
-            version = _clip_version(ctx)
-            clip_files = ctx.fact("text_encoder_files", lambda c: text_encoder_files(version, c.environ, str(c.cwd)))
-            related = related_findings(ctx, CLIP_RELATED)
-    return [rule_model_instantiate(model, ctx.fact("ldm", probe_ldm), _versions(ctx), clip_files, related or ())]
+        version = _clip_version(ctx)
+        clip_files = ctx.fact("text_encoder_files", lambda c: text_encoder_files(version, c.environ, str(c.cwd)))
+        related = [f for findings in needed_results(ctx, CLIP_RELATED).values() for f in findings]
+    return [rule_model_instantiate(model, ctx.fact("ldm", probe_ldm), _versions(ctx), clip_files, related)]
 
 
 CHECKS: List[Check] = [

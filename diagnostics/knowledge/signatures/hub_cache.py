@@ -10,8 +10,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K01", "clip-tokenizer-load", "CLIP tokenizer cannot be loaded",
         patterns=(
-            Pattern(r"Can't load tokenizer for '(?P<repo>[^']+)'\. If you were trying to load it from "
-                    r"'https://huggingface\.co/models', make sure you don't have a local directory with the same name",
+            Pattern(r"Can't load tokenizer for '(?P<repo>[^']+)'",
                     label="transformers < 5 catch-all (every tokenizer file resolved to nothing)",
                     versions=({"transformers": "<5"},), wrapper=True),
             Pattern(r"(?P<repo>\S+) is not a local folder and is not a valid model identifier listed on "
