@@ -21,78 +21,120 @@ _ICONS = {"confirmed": "[✗]", "likely": "[?]", "unverified": "[?]", "refuted":
 def add_arguments(parser) -> None:
     parser.add_argument("log", metavar="LOG", help="log file holding the failure ('-' reads standard input)")
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print every match, cause and message line (by default at most 60 lines)")
     parser.add_argument("--no-confirm", action="store_true",
                         help="only match the log against the knowledge base; run no checks")
     add_target_options(parser)
 
 
-def format_text(explanation, verbose: bool = False) -> str:
-    """The explanation for a terminal: the error and its location, then the matches, best first."""
+MAX_LINES = 60  # one failure explains in at most this many lines unless --verbose
+SHOWN_MATCHES = 3
+_WIDTH = 300
+
+
+def _cut(text: str, width: int = _WIDTH) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 5] + " [...]"
+
+
+def _problem_lines(explanation, verbose: bool) -> List[str]:
+    from ..knowledge.state_dict import parse_key_report
+
     out: List[str] = []
     problem = explanation.original_problem
     if problem is None or not explanation.parsed.has_traceback:
-        out.append(f"No Python traceback found in {explanation.source} "
-                   f"({len(explanation.parsed.lines)} lines read).")
-    if problem is not None:
-        first, *rest = (problem["error_message"] or "").splitlines() or [""]
-        where = f" (log line {problem['log_line']})" if problem.get("log_line") else ""
-        out.append(f"Error{where}: {first}")
-        out.extend(f"    {line}" for line in rest[:12])
-        if problem["file"]:
-            out.append(f"  Location: {problem['file']}:{problem['line']} in {problem['qualname']}")
-            if problem["code"]:
-                out.append(f"      {problem['code']}")
-        lib = problem.get("library_frame")
-        if lib:
-            out.append(f"  Raised in: {lib['file']}:{lib['line']} in {lib['qualname']}")
-        if len(problem["chain"]) > 1:
-            out.append("  Chain: " + " -> ".join(problem["chain"]))
-        if problem.get("truncated"):
-            out.append("  (the traceback is cut off in the log)")
+        out.append(f"No Python traceback found in {explanation.source} ({len(explanation.parsed.lines)} lines read).")
+    if problem is None:
+        return out
+    first, *rest = (problem["error_message"] or "").splitlines() or [""]
+    where = f" (log line {problem['log_line']})" if problem.get("log_line") else ""
+    out.append(f"Error{where}: {first if verbose else _cut(first)}")
+    report = parse_key_report(problem.get("message") or "")
+    if report is not None and not verbose:
+        out.extend(f"    {_cut(line, 400)}" for line in report.summary_lines())
+    else:
+        out.extend(f"    {line if verbose else _cut(line, 200)}" for line in rest[: None if verbose else 4])
+        if not verbose and len(rest) > 4:
+            out.append(f"    ({len(rest) - 4} more message lines: --verbose)")
+    if problem["file"]:
+        out.append(f"  Location: {problem['file']}:{problem['line']} in {problem['qualname']}")
+        if problem["code"]:
+            out.append(f"      {_cut(problem['code'], 200)}")
+    lib = problem.get("library_frame")
+    if lib:
+        out.append(f"  Raised in: {lib['file']}:{lib['line']} in {lib['qualname']}")
+    if len(problem["chain"]) > 1:
+        out.append("  Chain: " + " -> ".join(problem["chain"]))
+    if problem.get("truncated"):
+        out.append("  (the traceback is cut off in the log)")
+    return out
+
+
+def _match_lines(m, verbose: bool) -> List[str]:
+    icon = _ICONS[m.status] if (m.status != "confirmed" or m.blocking) else "[!]"
+    out = [f"{icon} {m.rank}. {m.signature.id} {m.signature.title} ({m.status})",
+           f"      {m.summary() if verbose else _cut(m.summary(), 500)}"]
+    for hit in m.hits[: None if verbose else 1]:
+        label = f" [{hit.pattern.label}]" if hit.pattern.label else ""
+        out.append(f"      matched line {hit.log_line}{label}")
+        if hit.wording_note:
+            out.append(f"      ! {hit.wording_note}")
+    for need in m.reproduce + [n for n in m.context if n.outcome != "unavailable"]:
+        out.append(f"      • {_cut(need.statement)}")
+    open_causes = [c for c in m.causes if c.status != "refuted"]
+    shown = open_causes if verbose else ([c for c in open_causes if c.status != "unverified"][:3] or open_causes[:3])
+    if shown:
+        out.append("      Causes:")
+    for cause in shown:
+        out.append(f"        - {cause.cause.id} {cause.cause.title}: {cause.status}")
+        for need in cause.needs[: None if verbose else 2]:
+            out.append(f"            · {_cut(need.statement, 200)}")
+    hidden = len(open_causes) - len(shown)
+    if hidden > 0:
+        out.append(f"        ({hidden} more cause(s) not decided here; --verbose or --json lists them)")
+    refuted = [c for c in m.causes if c.status == "refuted"]
+    if refuted:
+        out.append("      Ruled out here: " + ", ".join(f"{c.cause.id} {c.cause.title}" for c in refuted))
+    out.append(f"      Fix: {m.fix if verbose else _cut(m.fix, 600)}")
+    if m.signature.links:
+        out.append(f"      See: {m.signature.links[0]}")
+    return out
+
+
+def format_text(explanation, verbose: bool = False) -> str:
+    """The explanation for a terminal: the error and its location, then the matches, best first.
+    At most MAX_LINES lines unless `verbose`; `--json` keeps the full structure."""
+    out = _problem_lines(explanation, verbose)
     out.append("")
-    if not explanation.matches:
+    matches = explanation.matches
+    if not matches:
         out.append("No known failure signature matches this log.")
     else:
         out.append("Known failures, best first:")
-    for m in explanation.matches:
-        icon = _ICONS[m.status] if (m.status != "confirmed" or m.blocking) else "[!]"
-        out.append(f"{icon} {m.rank}. {m.signature.id} {m.signature.title} ({m.status})")
-        out.append(f"      {m.summary()}")
-        for hit in m.hits[:2]:
-            label = f" [{hit.pattern.label}]" if hit.pattern.label else ""
-            out.append(f"      matched line {hit.log_line}{label}")
-            if hit.wording_note:
-                out.append(f"      ! {hit.wording_note}")
-        for n in m.reproduce:
-            out.append(f"      • {n.statement}")
-        for n in m.context:
-            if n.outcome != "unavailable":
-                out.append(f"      • {n.statement}")
-        shown = m.causes if verbose else [c for c in m.causes if c.status != "unverified"][:4] or m.causes[:3]
-        if shown:
-            out.append("      Causes:")
-        for c in shown:
-            out.append(f"        - {c.cause.id} {c.cause.title}: {c.status}")
-            for n in c.needs:
-                out.append(f"            · {n.statement}")
-        hidden = len(m.causes) - len(shown)
-        if hidden > 0:
-            out.append(f"        ({hidden} more cause(s) not decided here; --json lists them)")
-        out.append(f"      Fix: {m.fix}")
-        if m.signature.links:
-            out.append(f"      See: {m.signature.links[0]}")
+    main = matches if verbose else [m for m in matches if m.weight >= 3][:SHOWN_MATCHES] or matches[:1]
+    for m in main:
+        out.extend(_match_lines(m, verbose))
+    others = [m for m in matches if m not in main]
+    if others:
+        out.append("Also in the log: " + "; ".join(f"{m.signature.id} {m.signature.title} ({m.status})"
+                                                    for m in others))
     if explanation.check_module_errors:
         out.append("")
         out.append("Check modules that failed to load: " + "; ".join(explanation.check_module_errors))
     out.append("")
     blocking = [m for m in explanation.matches if m.blocking]
     if blocking:
-        out.append(f"{len(blocking)} confirmed blocking cause(s): "
+        closing = (f"{len(blocking)} confirmed blocking cause(s): "
                    + ", ".join(f"{m.signature.id} {m.signature.title}" for m in blocking))
     elif not explanation.confirmed_run:
-        out.append("Checks were not run (--no-confirm): the matches are hypotheses.")
+        closing = "Checks were not run (--no-confirm): the matches are hypotheses."
     else:
-        out.append("No confirmed blocking cause on this machine.")
+        closing = "No confirmed blocking cause on this machine."
+    if not verbose and len(out) + 1 > MAX_LINES:
+        dropped = len(out) + 2 - MAX_LINES
+        out = out[: MAX_LINES - 2] + [f"({dropped} more lines: --verbose)"]
+    out.append(closing)
     return "\n".join(out)
 
 
@@ -111,5 +153,5 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2, default=str))
     else:
-        print(format_text(explanation))
+        print(format_text(explanation, verbose=getattr(args, "verbose", False)))
     return EXIT_BLOCKING if explanation.blocking else EXIT_OK

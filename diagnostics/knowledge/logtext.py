@@ -28,7 +28,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 HEADER = "Traceback (most recent call last):"
 GROUP_HEADER = "Exception Group Traceback (most recent call last):"
 # Keep a hostile or binary log from turning into one multi-megabyte "line".
-MAX_LINE = 4000
+MAX_LINE = 100_000
 # rich's RichHandler prints the record's origin right-aligned after at least two spaces.
 _RICH_LOCATION = re.compile(r"\s{2,}[\w.<>-]+\.py:\d+\s*$")
 

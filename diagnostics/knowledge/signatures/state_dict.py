@@ -160,7 +160,8 @@ SIGNATURES: List[Signature] = [
             Cause("K41.a", "transformers >= 5 with a checkpoint in the transformers 4 layout",
                   (Need("the installed transformers and the checkpoint's text-encoder layout disagree",
                         ("compat.transformers5-clip-layout",), versions=({"transformers": ">=5"},)),),
-                  "Rename the keys before loading, or pin transformers < 5."),
+                  "Rename the keys before `load_state_dict`: `cond_stage_model.transformer.text_model.X` -> "
+                  "`cond_stage_model.transformer.X`, or pin `transformers<5` for this checkpoint."),
         ),
         reproduce=(_LOAD_KEYS,),
     ),
