@@ -18,12 +18,15 @@ _SCANNABLE_AREAS = ("env", "compat", "cuda", "hub", "cache", "tokenizer", "ckpt"
 # --- checks: looked up by finding code at run time -----------------------------------------------
 
 
-class CheckSource:
-    """Answers "what does the check behind code X say on this machine?".
+class CheckResults:
+    """Answers "what does the check behind code X say on this machine?" from the registry's
+    per-run memo of check results (`registry.run_check`: each check runs once per Context).
 
-    Checks are found through `diagnostics.registry.CHECK_MODULES` when first asked, each runs at
-    most once, and a module that fails to import is recorded rather than raised. Tests pass
-    `checks=` (a list of `Check`) to use hand-made checks."""
+    The check for a code is the one named after it, else the one that declares it in `emits`, else
+    (for areas whose checks are cheap) one of its area that emitted it. Checks are found through
+    `diagnostics.registry.CHECK_MODULES` when first asked; a module that fails to import is recorded
+    rather than raised. `results` (CheckResults the caller already has) are put in the memo; tests
+    pass `checks=` (a list of `Check`) to use hand-made checks."""
 
     def __init__(self, ctx, results: Optional[Sequence[Any]] = None, checks: Optional[Sequence[Any]] = None,
                  run: bool = True) -> None:
@@ -32,17 +35,16 @@ class CheckSource:
         self._given = list(checks) if checks is not None else None
         self._checks: Optional[List[Any]] = None
         self.module_errors: List[str] = []
-        self._ran: Dict[str, List[Finding]] = {}
+        self.memo: Dict[str, Any] = getattr(ctx, "check_results", None)
+        if self.memo is None:
+            self.memo = {}
         for result in results or ():
-            self._ran[result.check.id] = list(result.findings)
+            self.memo.setdefault(result.check.code, result)
 
     @property
     def checks(self) -> List[Any]:
         if self._checks is None:
-            if self._given is not None:
-                self._checks = list(self._given)
-            else:
-                self._checks = self._load()
+            self._checks = list(self._given) if self._given is not None else self._load()
         return self._checks
 
     def _load(self) -> List[Any]:
@@ -57,33 +59,34 @@ class CheckSource:
         return checks
 
     def _run(self, check) -> List[Finding]:
-        if check.id not in self._ran:
-            from ..registry import run_check
+        from ..registry import run_check
 
-            self._ran[check.id] = list(run_check(check, self.ctx).findings)
-        return self._ran[check.id]
+        return list(run_check(check, self.ctx).findings)
 
     def lookup(self, code: str) -> Tuple[str, List[Finding], str]:
-        """(state, findings, check id): state is `found`, `not-run` (running disabled) or `unavailable`."""
-        for check_id, findings in self._ran.items():
-            hits = [f for f in findings if f.code == code]
+        """(state, findings, check code): state is `found`, `not-run` (running disabled) or `unavailable`."""
+        for check_code, result in list(self.memo.items()):
+            hits = [f for f in result.findings if f.code == code]
             if hits:
-                return "found", hits, check_id
+                return "found", hits, check_code
         if not self.run:
             return "not-run", [], ""
-        by_id = {c.id: c for c in self.checks}
-        if code in by_id:
-            findings = self._run(by_id[code])
-            hits = [f for f in findings if f.code == code] or findings
-            return "found", hits, code
-        area = code.split(".", 1)[0]
-        if area in _SCANNABLE_AREAS:
+        by_code = {c.code: c for c in self.checks}
+        owner = by_code.get(code) or next(
+            (c for c in self.checks if code in [doc.code for doc in getattr(c, "emits", ())]), None)
+        if owner is not None:
+            findings = self._run(owner)
+            return "found", [f for f in findings if f.code == code] or findings, owner.code
+        if code.split(".", 1)[0] in _SCANNABLE_AREAS:
             for check in self.checks:
-                if check.area == area:
+                if check.area == code.split(".", 1)[0]:
                     hits = [f for f in self._run(check) if f.code == code]
                     if hits:
-                        return "found", hits, check.id
+                        return "found", hits, check.code
         return "unavailable", [], ""
+
+
+CheckSource = CheckResults  # the name before the registry kept the results
 
 
 # --- versions ---------------------------------------------------------------------------------------

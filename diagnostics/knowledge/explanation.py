@@ -24,6 +24,7 @@ CODE_SIGNATURE = "explain.signature"
 CODE_UNMATCHED = "explain.unmatched"
 
 MAX_LOG_BYTES = 20 * 1024 * 1024  # a larger log is read from its end, where the failure is
+MAX_MESSAGE_CHARS = 4000  # of the final message, in original_problem (the evidence keeps it readable)
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -91,7 +92,8 @@ class Explanation:
         user = tb.innermost("user")
         library = tb.innermost("library")
         where = user or (final.frames[-1] if final.frames else None)
-        message = final.message
+        message = final.message if len(final.message) <= MAX_MESSAGE_CHARS else (
+            final.message[:MAX_MESSAGE_CHARS] + " [...]")  # a 40 KB key list is analysed, not quoted
         error_message = f"{final.exception_type}: {message}" if message else final.exception_type
         return {
             "error_message": error_message,

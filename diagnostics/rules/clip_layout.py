@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional
 
 from ..findings import Finding, Status, skip
-from ..probes.environment import installed_versions
 from ..registry import Check
 from ..util import version_at_least
 
@@ -73,12 +72,6 @@ def rule_clip_layout(checkpoint: Optional[Mapping[str, Any]], versions: Mapping[
                    fix=fix, blocking=False)
 
 
-def _checkpoint(ctx):
-    from ..probes.checkpoint import probe_checkpoint
-
-    return ctx.fact("checkpoint", probe_checkpoint)
-
-
 CHECKS: List[Check] = [
-    Check(CODE, TITLE, lambda ctx: [rule_clip_layout(_checkpoint(ctx), installed_versions(ctx))]),
+    Check(CODE, TITLE, rule_clip_layout, reads=("checkpoint", "versions")),
 ]

@@ -668,21 +668,8 @@ def _clip_version(ctx) -> str:
     return str((cond.get("params") or {}).get("version") or "openai/clip-vit-large-patch14")
 
 
-def needed_results(ctx, codes: Sequence[str]) -> Dict[str, List[Dict[str, Any]]]:
-    """The findings of the checks this check needs (`needs=`), by code: each runs once per Context
-    through the registry (their facts are memoised), like any other check of the run."""
-    from ..registry import all_checks, run_check
-
-    try:
-        available = {c.id: c for c in all_checks()}
-    except Exception:  # another area's module failing to import must not hide this finding
-        return {}
-    return {code: [{"code": f.code, "status": f.status.value, "summary": f.summary}
-                   for f in run_check(available[code], ctx).findings]
-            for code in codes if code in available}
-
-
-def _instantiate(ctx):
+def _instantiate(ctx, results):
+    """model.instantiate: `results` holds the checks it needs (CLIP_RELATED), run once per Context."""
     model = _model(ctx)
     err = model.get("error") or {}
     clip_files = None
@@ -690,14 +677,15 @@ def _instantiate(ctx):
     if err.get("stage") == "instantiate":
         version = _clip_version(ctx)
         clip_files = ctx.fact("text_encoder_files", lambda c: text_encoder_files(version, c.environ, str(c.cwd)))
-        related = [f for findings in needed_results(ctx, CLIP_RELATED).values() for f in findings]
+        related = [{"code": f.code, "status": f.status.value, "summary": f.summary}
+                   for code in CLIP_RELATED if code in results for f in results[code].findings]
     return [rule_model_instantiate(model, ctx.fact("ldm", probe_ldm), _versions(ctx), clip_files, related)]
 
 
 CHECKS: List[Check] = [
     Check("model.import", "Model code importable",
           lambda ctx: [rule_model_import(_model(ctx), ctx.fact("ldm", probe_ldm), _versions(ctx))], reads=("ctx",)),
-    Check("model.instantiate", "Model builds from the config", _instantiate, reads=("ctx",)),
+    Check("model.instantiate", "Model builds from the config", _instantiate, reads=("ctx",), needs=CLIP_RELATED),
     Check("model.load-keys", "Checkpoint keys vs model (strict=False)", lambda ctx: [rule_model_load_keys(_model(ctx))], reads=("ctx",)),
     Check("model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode",
           lambda ctx: [rule_smoke_forward(_model(ctx))], reads=("ctx",)),
