@@ -156,14 +156,26 @@ def unwrap(lines: List[str]) -> Tuple[List[str], List[int]]:
         line = lines[i]
         origin = i + 1
         i += 1
-        while width and len(line) >= width and i < count and lines[i].strip():
-            line += lines[i]
+        piece = line
+        while width and len(piece) >= width and i < count and lines[i].strip() and not _starts_structure(lines[i]):
+            piece = lines[i]
+            line += piece
             i += 1
-        if _FRAME_START.match(line) and not _FRAME_WHOLE.match(line):
-            line, i = _join_frame_line(line, lines, i)
+        body = strip_known_prefix(line)
+        if _FRAME_START.match(body) and not _FRAME_WHOLE.match(body):
+            joined, i = _join_frame_line(body, lines, i)
+            line = line[: len(line) - len(body)] + joined
         out.append(line)
         origins.append(origin)
     return out, origins
+
+
+def _starts_structure(line: str) -> bool:
+    """A line Python starts itself (a header, a frame, a chain marker): never a wrapped piece."""
+    body = strip_known_prefix(line).strip()
+    return (body.startswith(("Traceback (most recent call last)", "File \"", "During handling of the above",
+                             "The above exception was"))
+            or HEADER in line)
 
 
 def _join_frame_line(line: str, lines: List[str], i: int) -> Tuple[str, int]:

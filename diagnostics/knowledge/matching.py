@@ -140,6 +140,8 @@ def _message_hits(pat: Pattern, rx, found: _Candidates) -> List[Hit]:
     for tb, link, weight in found.exceptions:
         text = _norm(link.text)
         m = rx.search(text)
+        if not m and "\n" in link.message:
+            m = _tolerant(rx).search(_joined(link))  # lines wrapped in the middle of a word
         if not m or (pat.frames and not re.search(pat.frames, _frames_text(tb))):
             continue
         if pat.wrapper and weight == 4:
@@ -147,6 +149,24 @@ def _message_hits(pat: Pattern, rx, found: _Candidates) -> List[Hit]:
         hits.append(Hit(pat, _snippet(text), "exception", link.log_line, weight, link.exception_type,
                         _groups(m)))
     return hits
+
+
+_TOLERANT: Dict[str, Any] = {}
+
+
+def _tolerant(rx):
+    """The pattern with each space optional, for text whose wrapped lines were joined without one."""
+    if rx.pattern not in _TOLERANT:
+        try:
+            _TOLERANT[rx.pattern] = re.compile(re.sub(r"(?<!\\) ", " ?", rx.pattern))
+        except re.error:
+            _TOLERANT[rx.pattern] = rx
+    return _TOLERANT[rx.pattern]
+
+
+def _joined(link: ExceptionRecord) -> str:
+    body = "".join(line.strip() for line in link.message.splitlines())
+    return f"{link.exception_type}: {body}" if link.exception_type else body
 
 
 def _line_hit(pat: Pattern, rx, found: _Candidates, weight: int = 1) -> Optional[Hit]:

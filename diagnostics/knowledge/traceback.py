@@ -200,7 +200,7 @@ class _Parser:
                     j -= 1
                 if j >= 0 and MESSAGE_FIRST.match(strip_known_prefix(self.lines[j]).strip()):
                     k = j
-        if not block:
+        if not block or any(HEADER in line for line in block):
             return
         exc = EXC_LINE.match(block[0])
         if exc and exc.group("msg") and looks_like_exception_type(exc.group("type")):
@@ -235,7 +235,8 @@ class _Parser:
             # The next log record starts: a line with a prefix of another shape than the
             # traceback's own (log shippers prefix every line alike; a logger prefixes a record).
             _, same_prefix = Prefixer(prefix).split(raw)
-            if (prefix and not same_prefix) or (not prefix and is_log_record_start(raw)):
+            wrapped_piece = len(self.lines[i - 1]) >= 60 and not is_log_record_start(raw) and bool(msg_lines[-1])
+            if (prefix and not same_prefix and not wrapped_piece) or (not prefix and is_log_record_start(raw)):
                 break
             if prefix and is_log_record_start(line):
                 break
