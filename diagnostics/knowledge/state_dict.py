@@ -25,6 +25,7 @@ COMPONENT_PREFIXES = (
     ("model.diffusion_model.", "unet"), ("first_stage_model.", "vae"), ("cond_stage_model.", "text_encoder"),
     ("conditioner.embedders.", "text_encoder"), ("model_ema.", "ema"), ("control_model.", "controlnet"),
     ("depth_model.", "depth"), ("embedder.", "image_embedder"),
+    ("text_model.", "text_encoder"),  # a CLIPTextModel loaded on its own
 )
 COMPONENT_TITLES = {"unet": "UNet", "vae": "VAE", "text_encoder": "text encoder", "ema": "EMA",
                     "controlnet": "ControlNet", "depth": "depth model", "image_embedder": "image embedder",

@@ -87,7 +87,7 @@ SIGNATURES: List[Signature] = [
             Pattern(r"invalid load key, '(?P<key>[^']{1,8})'", label="weights_only=False"),
             Pattern(r"Weights only load failed.*WeightsUnpickler error: Unsupported operand (?P<op>\d+)\b",
                     label="torch >= 2.6 default weights_only=True", versions=({"torch": ">=2.6"},)),
-            Pattern(r"Error verifying pickled file from .*The file is most likely corrupted", scope="any",
+            Pattern(r"Error verifying pickled file from", scope="any",
                     label="AUTOMATIC1111 safe unpickler"),
         ),
         cause="The file is text: a git-lfs pointer (`version https://git-lfs.github.com/spec/v1`, from a git clone "

@@ -73,7 +73,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K25", "fp16-nans", "NaNs in half precision (black images)",
         patterns=(
-            Pattern(r"NansException: A tensor with all NaNs was produced in (?P<where>Unet|VAE)", scope="any"),
+            Pattern(r"(?:NansException: )?A tensor with (?:all )?NaNs was produced in (?P<where>Unet|VAE)", scope="any"),
         ),
         cause="fp16 overflow, typically in the VAE, or on GPUs without proper fp16 (GTX 16xx); bare ldm shows no "
               "error, only black images.",

@@ -91,6 +91,8 @@ SIGNATURES: List[Signature] = [
             Pattern(r"An error happened while trying to locate the file on the Hub and we cannot find the "
                     r"requested files in the local cache", label="huggingface_hub, Hub unreachable",
                     wrapper=True),
+            Pattern(r"Can't load (?:the )?(?:model|config|configuration)(?: file)? (?:for|of) '(?P<repo>[^']+)'",
+                    label="transformers < 5 catch-all for model and config files", wrapper=True),
             Pattern(r"Connection error, and we cannot find the requested files in the cached path",
                     label="transformers < 4.22", versions=({"transformers": "<4.22"},), wrapper=True),
         ),
@@ -258,7 +260,7 @@ SIGNATURES: List[Signature] = [
     Signature(
         "K35", "hub-server-error", "The Hub answered with a server error (5xx)",
         patterns=(
-            Pattern(r"5\d\d Server Error:? [\w ]*for url: \S*(?:huggingface\.co|hf\.co)", scope="any",
+            Pattern(r"5\d\d Server Error:? [\w -]*for url: \S*(?:huggingface\.co|hf\.co)", scope="any",
                     label="requests status line"),
             Pattern(r"(?:500 Internal Server Error|502 Bad Gateway|503 Service (?:Temporarily )?Unavailable|"
                     r"504 Gateway Time-?out)", scope="any", label="HTTP status"),

@@ -202,7 +202,7 @@ SIGNATURES: List[Signature] = [
         patterns=(
             Pattern(r"Model config for (?P<arch>ViT-[\w-]+) not found", label="open_clip too old"),
             Pattern(r"The shape of the 2D attn_mask is torch\.Size\(\[77, 77\]\), but should be \((?P<n>\d+), (?P=n)\)",
-                    label="open_clip too new (batch-first transformer)"),
+                    scope="any", label="open_clip too new (batch-first transformer)"),
         ),
         cause="Stability's FrozenOpenCLIPEmbedder runs open_clip's transformer sequence-first; open_clip >= 2.2x "
               "made it batch-first, so the attention mask no longer fits. Old open_clip lacks the ViT-H-14 config.",
