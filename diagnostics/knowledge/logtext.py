@@ -41,7 +41,8 @@ def clean_lines(text: str) -> List[str]:
         line = CONTROL.sub("", line).rstrip()
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE] + " [...]"
-        line = _RICH_LOCATION.sub("", line) if not line.lstrip().startswith("File ") else line
+        if ".py:" in line and not line.lstrip().startswith("File "):
+            line = _RICH_LOCATION.sub("", line)
         # numpy's "compiled using NumPy 1.x" notice prints the header and the first frame on one line.
         at = line.find(HEADER)
         if at >= 0 and line[at + len(HEADER):].strip():
@@ -70,6 +71,10 @@ PREFIX_PIECES = [
 ]
 
 
+# One pattern for all pieces: a line costs one match per piece it carries, not one per piece known.
+_ANY_PREFIX = re.compile("|".join(f"(?:{piece.pattern.lstrip('^')})" for piece in PREFIX_PIECES))
+
+
 def shape(text: str) -> str:
     """The text with every digit as 0: two timestamps of one logger have the same shape."""
     return re.sub(r"\d", "0", text)
@@ -77,15 +82,11 @@ def shape(text: str) -> str:
 
 def strip_known_prefix(line: str) -> str:
     """Remove log-record prefixes (container, timestamp, level, markers) from the start of `line`."""
-    changed = True
-    while changed:
-        changed = False
-        for pattern in PREFIX_PIECES:
-            found = pattern.match(line)
-            if found and found.end() > 0:
-                line = line[found.end():]
-                changed = True
-    return line
+    while True:
+        found = _ANY_PREFIX.match(line)
+        if not found or found.end() == 0:
+            return line
+        line = line[found.end():]
 
 
 def is_log_record_start(line: str) -> bool:
@@ -161,8 +162,8 @@ def unwrap(lines: List[str]) -> Tuple[List[str], List[int]]:
             piece = lines[i]
             line += piece
             i += 1
-        body = strip_known_prefix(line)
-        if _FRAME_START.match(body) and not _FRAME_WHOLE.match(body):
+        body = strip_known_prefix(line) if 'File "' in line else ""
+        if body and _FRAME_START.match(body) and not _FRAME_WHOLE.match(body):
             joined, i = _join_frame_line(body, lines, i)
             line = line[: len(line) - len(body)] + joined
         out.append(line)
