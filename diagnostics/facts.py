@@ -51,8 +51,15 @@ def probe_for(name: str) -> Callable[[Any], Any]:
     return getattr(importlib.import_module(module), function)
 
 
+# Views of the context itself: handed over as they are, never memoised into the facts that the
+# report writes out (the environment may hold tokens; the context is not data).
+CONTEXT_VIEWS = ("ctx", "environ", "options")
+
+
 def get_fact(ctx, name: str) -> Any:
     """The fact `name` for this context, gathered once."""
+    if name in CONTEXT_VIEWS:
+        return probe_for(name)(ctx)
     return ctx.fact(name, probe_for(name))
 
 

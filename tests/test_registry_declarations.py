@@ -159,3 +159,12 @@ def test_findings_are_frozen():
     with pytest.raises(Exception):
         finding.summary = "changed"
     assert finding.with_fix_prefix("first").fix == "first"
+
+
+def test_views_of_the_context_never_land_in_the_facts_the_report_writes():
+    from diagnostics.registry import get_check
+
+    ctx = Context(Options(), environ={"HF_TOKEN": "hf_secret"})
+    run_check(get_check("compat.torch-weights-only-default"), ctx)
+    run_check(Check("fake.ctx", "Context", lambda ctx: verdict(Status.OK, "seen"), reads=("ctx",)), ctx)
+    assert not {"ctx", "environ", "options"} & set(ctx.facts)
