@@ -89,7 +89,7 @@ def child_environment(mode: str, hf_home: str, site_dir: str, port: int) -> dict
     return env
 
 
-def child_paths(python: str, site_dir: str) -> tuple:
+def child_paths(python: str) -> tuple:
     """(purelib, prefix, base prefix, X.Y) of the child interpreter."""
     probe = "import sys, sysconfig; print(sysconfig.get_paths()['purelib']); print(sys.prefix); " \
             "print(sys.base_prefix); print('%d.%d' % sys.version_info[:2])"
@@ -99,7 +99,7 @@ def child_paths(python: str, site_dir: str) -> tuple:
 
 
 def normalise(text: str, python: str, site_dir: str, run_dir: str, hf_home: str, port: int) -> str:
-    purelib, prefix, base_prefix, version = child_paths(python, site_dir)
+    purelib, prefix, base_prefix, version = child_paths(python)
     neutral_site = f"/opt/venv/lib/python{version}/site-packages"
     swaps = [(hf_home, "/srv/hf-home"), (run_dir, "/srv/seed-run")]
     if site_dir:
