@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
 from .common import add_target_options, options_from_args
+from .report import _sigterm_as_interrupt
 
 RUN_HELP = ("run the report on N Slurm nodes with one `srun --nodes N --ntasks-per-node 1` step, then merge. "
             "Every task runs this same interpreter and writes DIR/nodes/<node>/: Slurm sites share the "
@@ -199,6 +200,7 @@ def _run(args) -> int:
     run_id, started = new_run_id(), time.time() - 1
     argv = srun_command(args.nodes, out, args.python, report_args, args.partition, args.srun_arg)
     print(f"Running the report on {args.nodes} node(s): {shlex.join(argv)}", flush=True)
+    _sigterm_as_interrupt()  # a killed login shell or `scancel` of an sbatch job cancels the step too
     result = run_step(argv, args.step_timeout, dict(os.environ, **{RUN_VARIABLE: run_id}))
     if result.error:
         raise UsageError(f"cannot start srun: {result.error}")
