@@ -56,7 +56,15 @@ _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\D*)$")
 
 
 def compress(names: Iterable[str]) -> str:
-    """The inverse for display: ['n1', 'n2', 'n3', 'n5', 'x'] -> 'n[1-3,5],x' (order: first seen)."""
+    """The inverse for display: ['n1', 'n2', 'n3', 'n5', 'x'] -> 'n[1-3,5],x' (order: first seen).
+    Zero-padded numbers share a range with longer unpadded ones: node[001-1000]."""
+    names = list(names)
+    padding: Dict[Tuple[str, str], int] = {}
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match and match.group("number").startswith("0") and len(match.group("number")) > 1:
+            key = (match.group("prefix"), match.group("suffix"))
+            padding[key] = max(padding.get(key, 0), len(match.group("number")))
     groups: Dict[Tuple[str, str, int], List[int]] = {}
     literal: List[str] = []
     order: List[object] = []
@@ -67,9 +75,13 @@ def compress(names: Iterable[str]) -> str:
                 literal.append(name)
                 order.append(name)
             continue
-        digits = match.group("number")
-        width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
-        key = (match.group("prefix"), match.group("suffix"), width)
+        digits, prefix, suffix = match.group("number"), match.group("prefix"), match.group("suffix")
+        width = padding.get((prefix, suffix), 0)
+        if digits.startswith("0") and len(digits) > 1:
+            width = len(digits)
+        elif len(digits) < width:
+            width = 0  # `node5` beside `node005`: not the same family
+        key = (prefix, suffix, width)
         if key not in groups:
             groups[key] = []
             order.append(key)

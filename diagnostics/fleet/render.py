@@ -35,8 +35,18 @@ def node_names(names: Sequence[str], limit: int = NAMES_SHOWN) -> str:
     for piece in split_top_level(text):
         if shown and len(",".join(shown + [piece])) > limit:
             break
-        shown.append(piece if len(piece) <= limit else piece[:limit] + "…")
+        shown.append(piece if len(piece) <= limit else _cut_piece(piece, limit))
     return f"{','.join(shown)}, … ({len(names)} nodes in all)"
+
+
+def _cut_piece(piece: str, limit: int) -> str:
+    """`pod-[0,2,4,...]x` cut inside its brackets, which stay balanced: `pod-[0,2,…]x`."""
+    if "[" not in piece or "]" not in piece:
+        return piece[:limit] + "…"
+    head, _, rest = piece.partition("[")
+    ranges, _, suffix = rest.partition("]")
+    kept = ranges[: max(limit - len(head), 1)].rsplit(",", 1)[0]
+    return f"{head}[{kept},…]{suffix}"
 
 
 def _row_view(row: Dict[str, Any]) -> Dict[str, Any]:
