@@ -23,27 +23,49 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+searchable_by_all() {  # munged refuses a socket below a directory that others cannot search
+  local dir=$1
+  while [ "$dir" != / ]; do
+    [ $(( 0$(stat -c %a "$dir") & 1 )) -ne 0 ] || return 1
+    dir=$(dirname "$dir")
+  done
+}
+
 pid_files() {
   local base=$1
   ls "$base"/run/slurmd-*.pid "$base"/run/slurmctld.pid "$base"/run/munged.pid 2>/dev/null || true
 }
 
-stop_cluster() {
-  local base=$1 file pid
-  for file in $(pid_files "$base"); do
-    pid=$(cat "$file" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
+step_daemons() {  # slurmstepd processes of this cluster (they carry its SLURM_CONF), by pid
+  local conf=$1 proc
+  for proc in /proc/[0-9]*; do
+    if tr '\0' '\n' 2>/dev/null <"$proc/environ" | grep -qxF "SLURM_CONF=$conf"; then
+      case "$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline")" in slurmstepd*) echo "${proc#/proc/}" ;; esac
+    fi
   done
+}
+
+stop_cluster() {
+  local base=$1 file pid pids=""
+  [ -d "$base" ] || return 0
+  base=$(cd "$base" && pwd)
+  for file in $(pid_files "$base"); do  # the pids first: daemons remove their pid files as they stop
+    pid=$(cat "$file" 2>/dev/null || true)
+    [ -n "$pid" ] && pids="$pids $pid"
+  done
+  for pid in $pids $(step_daemons "$base/slurm.conf"); do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq 50); do  # up to 5 s for them to exit
     local alive=0
-    for file in $(pid_files "$base"); do
-      pid=$(cat "$file" 2>/dev/null || true)
-      [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    [ "$alive" -eq 0 ] && return 0
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    if [ "$alive" -eq 0 ]; then
+      # a step daemon left waiting for a controller that is gone does not mind SIGTERM
+      for pid in $(step_daemons "$base/slurm.conf"); do kill -KILL "$pid" 2>/dev/null || true; done
+      if [ -f "$base/run/socket-dir" ]; then rm -rf "$(cat "$base/run/socket-dir")" "$base/run/socket-dir"; fi
+      return 0
+    fi
     sleep 0.1
   done
-  echo "some Slurm daemons under $base did not stop" >&2
+  echo "some Slurm daemons under $base did not stop:$pids" >&2
   return 1
 }
 
@@ -55,7 +77,13 @@ start_cluster() {
   mkdir -p "$base/munge" "$base/run" "$base/log" "$base/spool"
   chmod 700 "$base/munge"
   chmod 755 "$base/run" "$base/log"
-  local key=$base/munge/munge.key socket=$base/run/munge.socket
+  local key=$base/munge/munge.key socket_dir=$base/run
+  if ! searchable_by_all "$base"; then  # e.g. under pytest's or mktemp's private directories
+    socket_dir=$(mktemp -d /tmp/ldm-diag-munge.XXXXXX)
+    chmod 755 "$socket_dir"
+    echo "$socket_dir" >"$base/run/socket-dir"
+  fi
+  local socket=$socket_dir/munge.socket
   [ -s "$key" ] || mungekey --create --keyfile="$key"
   munged --key-file="$key" --socket="$socket" --pid-file="$base/run/munged.pid" \
     --log-file="$base/log/munged.log" --seed-file="$base/munge/munged.seed"
