@@ -21,8 +21,10 @@ def bare_python(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("bare-env")
     venv.EnvBuilder(with_pip=True).create(str(env_dir))
     python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
+    # Without PYTHONPATH: pip would take a package found there as installed, and the venv would lack it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *RUNTIME_DEPS],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
         pytest.skip(f"could not install the runtime dependencies into a fresh venv: {proc.stderr[-300:]}")
     return str(python)

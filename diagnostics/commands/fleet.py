@@ -117,6 +117,7 @@ def _save_framed(inputs, out: Path) -> None:
     import json
 
     from ..fleet.identity import safe_file_name
+    from ..fleet.load import slim
     from ..report.write import atomic_write_text
 
     for item in inputs:
@@ -124,7 +125,7 @@ def _save_framed(inputs, out: Path) -> None:
             target = out / "nodes" / safe_file_name(item.node) / "resolution-report.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(target, json.dumps(item.data, indent=1, ensure_ascii=False) + "\n")
-            item.path = str(target)
+            item.path, item.data = str(target), slim(item.data)
 
 
 def _finish(report, out: Path, formats: List[str]) -> int:

@@ -81,6 +81,25 @@ def _parse_report(text: str) -> Tuple[Optional[Dict[str, Any]], str]:
     return data, ""
 
 
+_KEPT_FINDING = ("code", "status", "title", "summary", "fix", "blocking")
+
+
+def slim(data: Dict[str, Any]) -> Dict[str, Any]:
+    """What the merge reads of a report: a 1,000-node merge need not hold 1,000 full reports."""
+    facts = data.get("facts") if isinstance(data.get("facts"), dict) else {}
+    env = facts.get("environment") if isinstance(facts.get("environment"), dict) else {}
+    cache = facts.get("cache") if isinstance(facts.get("cache"), dict) else {}
+    kept = {key: data.get(key) for key in ("schema", "status", "incomplete", "blocking", "node", "date")}
+    kept["findings"] = [{key: f.get(key) for key in _KEPT_FINDING} for f in data.get("findings") or []
+                        if isinstance(f, dict)]
+    kept["facts"] = {
+        "environment": {key: env.get(key) for key in ("python", "packages", "torch") if key in env},
+        "gpu_driver": facts.get("gpu_driver"),
+        "cache": {key: cache.get(key) for key in ("models", "locations", "offline") if key in cache},
+    }
+    return kept
+
+
 def framed_reports(text: str, source: str) -> List[NodeInput]:
     """Every framed report line in log text (from `kubectl logs`, pdsh, a CI log)."""
     found = []
@@ -106,7 +125,7 @@ def _read_file(path: Path, named: bool) -> List[NodeInput]:
     if text.lstrip().startswith("{"):
         data, error = _parse_report(text)
         if data is not None:
-            return [NodeInput(_node_from_data(data, _fallback_name(path)), str(path), data=data, path=str(path))]
+            return [NodeInput(_node_from_data(data, _fallback_name(path)), str(path), data=slim(data), path=str(path))]
         if named and "schema" in error:
             raise ReportInputError(f"{path}: {error}")
         if named:

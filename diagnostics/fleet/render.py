@@ -49,6 +49,43 @@ def _cut_piece(piece: str, limit: int) -> str:
     return f"{head}[{kept},…]{suffix}"
 
 
+def _drift_rows(drift: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Drift keys that split the nodes the same way share one row (a venv without the ML stack
+    differs in every package at once): `package: torch, package: numpy` with their values."""
+    rows: List[Dict[str, Any]] = []
+    by_split: Dict[Any, Dict[str, Any]] = {}
+    for item in drift:
+        split = tuple(tuple(value["nodes"]) for value in item["values"])
+        row = by_split.get(split)
+        if row is None:
+            row = {"keys": [], "values": [{"count": v["count"], "names": node_names(v["nodes"]), "value": []}
+                                          for v in item["values"]]}
+            by_split[split] = row
+            rows.append(row)
+        row["keys"].append(item["key"])
+        for shown, value in zip(row["values"], item["values"]):
+            shown["value"].append(value["value"])
+    for row in rows:
+        row["key"] = ", ".join(row["keys"])
+        for value in row["values"]:
+            value["value"] = " / ".join(value["value"]) if len(set(value["value"])) > 1 else value["value"][0]
+    return rows
+
+
+def _fixes(causes: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each distinct fix of a group once, with the codes it fixes (two causes often share one)."""
+    fixes: List[Dict[str, Any]] = []
+    for cause in causes:
+        if not cause.get("fix"):
+            continue
+        same = next((f for f in fixes if f["fix"] == cause["fix"]), None)
+        if same:
+            same["codes"].append(cause["code"])
+        else:
+            fixes.append({"fix": cause["fix"], "codes": [cause["code"]]})
+    return fixes
+
+
 def _row_view(row: Dict[str, Any]) -> Dict[str, Any]:
     links = [{"node": node, "page": page} for node, page in zip(row["nodes"], row["pages"])]
     return {"status": row["status"], "cells": row["cells"], "count": len(row["nodes"]),
@@ -57,9 +94,8 @@ def _row_view(row: Dict[str, Any]) -> Dict[str, Any]:
 
 def fleet_view(report: FleetReport) -> Dict[str, Any]:
     """What the templates show: the report's lists with node names already compressed."""
-    groups = [dict(group, names=node_names(group["nodes"])) for group in report.groups]
-    drift = [{"key": item["key"], "values": [dict(value, names=node_names(value["nodes"])) for value in item["values"]]}
-             for item in report.drift]
+    groups = [dict(group, names=node_names(group["nodes"]), fixes=_fixes(group["causes"])) for group in report.groups]
+    drift = _drift_rows(report.drift)
     return {"r": report, "counts": report.counts(), "groups": groups, "drift": drift,
             "matrix": [_row_view(row) for row in report.matrix], "missing": report.missing[:MISSING_SHOWN],
             "missing_more": max(len(report.missing) - MISSING_SHOWN, 0),
@@ -81,15 +117,17 @@ def _redactor(environ=None) -> Redactor:
     return Redactor(os.environ if environ is None else environ)
 
 
-def render_markdown(report: FleetReport, environ=None) -> str:
-    return _redactor(environ)(_templates(False).get_template("fleet.md.j2").render(**fleet_view(report)))
+def render_markdown(report: FleetReport, environ=None, view=None) -> str:
+    view = view or fleet_view(report)
+    return _redactor(environ)(_templates(False).get_template("fleet.md.j2").render(**view))
 
 
-def render_html(report: FleetReport, environ=None) -> str:
-    return _redactor(environ)(_templates(True).get_template("fleet.html.j2").render(**fleet_view(report)))
+def render_html(report: FleetReport, environ=None, view=None) -> str:
+    view = view or fleet_view(report)
+    return _redactor(environ)(_templates(True).get_template("fleet.html.j2").render(**view))
 
 
-def render_json(report: FleetReport, environ=None) -> str:
+def render_json(report: FleetReport, environ=None, view=None) -> str:
     return _redactor(environ)(json.dumps(report.to_dict(), indent=1, default=str, ensure_ascii=False)) + "\n"
 
 
@@ -98,10 +136,10 @@ RENDERERS = {"md": render_markdown, "html": render_html, "json": render_json}
 
 def write_fleet(report: FleetReport, out_dir, formats: Iterable[str] = FORMATS,
                 environ=None) -> List[Path]:
-    written = []
+    written, view = [], fleet_view(report)  # node lists compressed once for every format
     for fmt in formats:
         path = Path(out_dir) / f"{BASENAME}.{fmt}"
-        atomic_write_text(path, RENDERERS[fmt](report, environ))
+        atomic_write_text(path, RENDERERS[fmt](report, environ, view))
         written.append(path)
     return written
 
