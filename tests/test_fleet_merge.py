@@ -71,28 +71,31 @@ def test_merge_groups_nodes_by_causes_and_shows_drift(reports, tmp_path):
     assert nodes["normal-1"]["blocking_codes"] == nodes["normal-2"]["blocking_codes"]
     assert nodes["hub-down-1"]["blocking_codes"] != nodes["normal-1"]["blocking_codes"]
 
+    # Where this interpreter itself lacks the ML stack (the Python 3.8 CI job), "bare" is "normal".
+    has_stack = find_spec("torch") is not None
     groups = data["groups"]
-    assert len(groups) >= 3
+    assert len(groups) >= (3 if has_stack else 2)
     assert [g["count"] for g in groups] == sorted((g["count"] for g in groups), reverse=True)
-    assert groups[0]["nodes"] == ["normal-1", "normal-2"]
-    assert groups[0]["summary"].startswith("2 of 4 nodes: ")
+    assert set(groups[0]["nodes"]) >= {"normal-1", "normal-2"}
+    assert groups[0]["summary"].startswith(f"{len(groups[0]['nodes'])} of 4 nodes: ")
     for group in groups:  # every cause of a group comes with its fix, once
         assert [c["code"] for c in group["causes"]] == group["codes"]
         assert all(c["fix"] for c in group["causes"])
 
+    md = (tmp_path / "fleet" / "resolution-fleet.md").read_text(encoding="utf-8")
+    assert md.index("## Groups") < md.index("## Drift") < md.index("## Nodes × areas")
+    html = (tmp_path / "fleet" / "resolution-fleet.html").read_text(encoding="utf-8")
+    page = os.path.relpath(base / "nodes" / "bare-1" / "resolution-report.html", tmp_path / "fleet")
+    assert f'href="{page}"' in html  # the matrix links each node's own report, relative to the fleet report
+    assert "Status: UNRESOLVED" in proc.stdout
+    if not has_stack:
+        return
     drift = {item["key"]: {v["value"]: v["nodes"] for v in item["values"]} for item in data["drift"]}
     assert drift["package: torch"]["not installed"] == ["bare-1"]
     assert set(drift["package: torch"][next(v for v in drift["package: torch"] if v != "not installed")]) == \
         {"normal-1", "normal-2", "hub-down-1"}
     assert "torch CUDA build" in drift and "not installed" in drift["torch CUDA build"]
-
-    md = (tmp_path / "fleet" / "resolution-fleet.md").read_text(encoding="utf-8")
-    assert md.index("## Groups") < md.index("## Drift") < md.index("## Nodes × areas")
     assert "2 of 4 nodes:" in md and "package: torch" in md
-    html = (tmp_path / "fleet" / "resolution-fleet.html").read_text(encoding="utf-8")
-    page = os.path.relpath(base / "nodes" / "bare-1" / "resolution-report.html", tmp_path / "fleet")
-    assert f'href="{page}"' in html  # the matrix links each node's own report, relative to the fleet report
-    assert "Status: UNRESOLVED" in proc.stdout
 
 
 def _kubectl_log(pod_outputs):
