@@ -21,6 +21,7 @@ COMMANDS = {
     "inspect": ("diagnostics.commands.inspect", "analyse a checkpoint without running its code (--deep, --hash, --json)"),
     "explain": ("diagnostics.commands.explain", "explain a failure log: location, known cause confirmed by checks, fix"),
     "provision-clip": ("diagnostics.commands.provision_clip", "put the checkpoint's CLIP where FrozenCLIPEmbedder loads it offline"),
+    "fleet": ("diagnostics.commands.fleet", "the report on every node of a Slurm or Kubernetes fleet, merged (run, merge, manifest)"),
 }
 
 

@@ -46,6 +46,7 @@ CHECK_MODULES = (
 CODE_MODULES = (
     "diagnostics.knowledge.codes",
     "diagnostics.remedies.codes",
+    "diagnostics.fleet.codes",
 )
 
 # Areas are the prefix of a finding code; they group the terminal summary, the report and the
@@ -62,6 +63,7 @@ AREA_TITLES = {
     "model": "Model instantiation",
     "explain": "Error log",
     "remedy": "Remedy",
+    "fleet": "Fleet",
 }
 
 Unmet = Optional[Union[str, Finding]]

@@ -23,11 +23,11 @@ from diagnostics.registry import (
 ROOT = Path(__file__).resolve().parents[1]
 
 # What a code looks like where a signature, a fix or a doc names one: `area.name-with-dashes`.
-CODE_TOKEN = re.compile(r"(?<![\w./-])((?:env|compat|cuda|hub|cache|tokenizer|ckpt|config|model|explain|remedy)"
+CODE_TOKEN = re.compile(r"(?<![\w./-])((?:env|compat|cuda|hub|cache|tokenizer|ckpt|config|model|explain|remedy|fleet)"
                         r"\.[a-z0-9]+(?:-[a-z0-9]+)*)(?![\w.(/-])")
 # Tokens of that shape that are not codes: file names and yaml paths the texts mention.
 NOT_CODES = {
-    "config.json", "tokenizer.json", "model.safetensors", "model.ckpt", "explain.py",  # file names
+    "config.json", "tokenizer.json", "model.safetensors", "model.ckpt", "explain.py", "fleet.log",  # file names
     "model.params", "model.target", "config.model",  # yaml keys of an LDM config
 }
 
@@ -84,7 +84,7 @@ def test_other_code_modules_declare_what_they_emit():
 
     for name in CODE_MODULES:
         docs = importlib.import_module(name).OTHER_CODES
-        assert docs and all(doc.code.split(".", 1)[0] in ("explain", "remedy") for doc in docs)
+        assert docs and all(doc.code.split(".", 1)[0] in ("explain", "remedy", "fleet") for doc in docs)
 
 
 # --- the registry's plumbing on a hand-made check ----------------------------------------------

@@ -2,35 +2,15 @@
 
 Where this interpreter has no torch (the Python 3.8 CI job), the report runs here directly. Where it
 has torch, a fresh virtualenv with only our runtime dependencies is built from PyPI (skipped, with
-the reason, when the package index cannot be reached).
+the reason, when the package index cannot be reached): the `bare_python` fixture of tests/conftest.py.
 """
 
 import json
 import os
 import subprocess
-import sys
-import venv
-from importlib.util import find_spec
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_DEPS = ["jinja2>=3.0", "requests>=2.20", "packaging>=20.0"]
-
-
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory):
-    if find_spec("torch") is None and find_spec("transformers") is None:
-        return sys.executable
-    env_dir = tmp_path_factory.mktemp("bare-env")
-    venv.EnvBuilder(with_pip=True).create(str(env_dir))
-    python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *RUNTIME_DEPS],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"could not install the runtime dependencies into a fresh venv: {proc.stderr[-300:]}")
-    return str(python)
 
 
 def test_report_runs_and_names_the_missing_ml_stack(bare_python, tmp_path):

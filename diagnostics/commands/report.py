@@ -11,11 +11,17 @@ from .common import add_target_options, context_from_args
 
 def add_arguments(parser) -> None:
     add_target_options(parser)
-    parser.add_argument("--out", default="reports", help="directory for the report files (default: reports/)")
+    parser.add_argument("--out", default="reports",
+                        help="directory for the report files (default: reports/); {node} in it becomes the node id")
     parser.add_argument("--format", default="md,html,json",
                         help="comma-separated formats to write: md, html, json (default: all)")
     parser.add_argument("--error-log", metavar="LOG",
                         help="log with the failure to quote and explain in the report (env LDM_DIAG_ERROR_LOG)")
+    parser.add_argument("--node-id", metavar="ID",
+                        help="this node's name in a fleet (default: $SLURMD_NODENAME, $NODE_NAME, the host name)")
+    parser.add_argument("--stdout-json", action="store_true",
+                        help="also print the JSON report on stdout as one framed line, for `kubectl logs` "
+                             "and `fleet merge`")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every finding and crash tracebacks")
 
 
@@ -63,8 +69,11 @@ def run(args) -> int:
     from ..report.terminal import marks_for, render_terminal
     from ..report.write import check_writable_dir
 
+    from ..fleet.identity import choose_node_id, expand_out, node_identity
+
     formats = _formats(args.format)
     ctx = context_from_args(args)
+    args.out = expand_out(args.out, choose_node_id(args.node_id, ctx.environ)["id"])
     problem = check_writable_dir(args.out)
     if problem:  # before any check runs: a report we cannot write is a usage error
         raise UsageError(f"--out: {problem}")
@@ -85,8 +94,13 @@ def run(args) -> int:
     incomplete = interrupted or bool(crashed)
     paths = [str(p) for p in output_paths(args.out, formats, incomplete).values()]
     report = build_report(results, ctx, written=paths, original_problem=ctx.facts.get("original_problem"),
-                          incomplete=incomplete)
+                          incomplete=incomplete, node=node_identity(ctx, args.node_id))
     write_report(report, args.out, formats)
+    if args.stdout_json:
+        from ..fleet.load import frame_report
+        from ..report.render import render_json
+
+        print(frame_report(report.node["id"], render_json(report)), flush=True)
 
     for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
         print(report.redact(line))

@@ -106,6 +106,7 @@ class ResolutionReport:
     facts: Dict[str, Any] = field(default_factory=dict)
     incomplete: bool = False
     remedies: List[Remedy] = field(default_factory=list)
+    node: Optional[Dict[str, Any]] = None  # who this node is in a fleet (diagnostics/fleet/identity.py)
     # Applied by every renderer to its final text, so no secret reaches a file (see redact.py).
     redact: Callable[[str], str] = field(default=lambda text: text, repr=False)
 
@@ -127,6 +128,7 @@ class ResolutionReport:
         return {
             "schema": SCHEMA,
             "tool": f"ldm-diagnostics {__version__}",
+            "node": self.node,
             "title": self.title,
             "date": self.date,
             "status": self.status,
@@ -288,7 +290,8 @@ def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
 
 def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (),
                  original_problem: Optional[Dict[str, Any]] = None, incomplete: bool = False,
-                 now: Optional[_dt.datetime] = None, remedies: Sequence[Remedy] = ()) -> ResolutionReport:
+                 now: Optional[_dt.datetime] = None, remedies: Sequence[Remedy] = (),
+                 node: Optional[Dict[str, Any]] = None) -> ResolutionReport:
     """`results` are the checks as they stand now (after any remedy); `remedies` what was done."""
     findings = sorted((f for r in results for f in r.findings), key=_order)
     status = report_status(findings)
@@ -340,7 +343,8 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         remaining=problems,
         recommendations=recommendations,
         files=_files(ctx, written) + [f for m in remedies for f in m.files],
-        environment_table=_environment_table(ctx.facts),
+        environment_table=([("Node", f"{node['id']} (host {node.get('hostname')})")] if node else [])
+        + _environment_table(ctx.facts),
         checkpoint_table=_checkpoint_table(ctx.facts.get("checkpoint") or {}),
         checkpoint_chart=_checkpoint_chart(ctx.facts.get("checkpoint") or {}),
         model_table=_model_table(ctx.facts.get("model") or {}),
@@ -348,6 +352,7 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         facts=ctx.facts,
         incomplete=incomplete,
         remedies=list(remedies),
+        node=node,
         redact=Redactor(ctx.environ),
     )
 
