@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..findings import SCHEMA, Finding, Status
-from .redact import redact
+from ..redact import redact
 from .signatures import KNOWN_LOCATIONS, SIGNATURES, Cause, Need, Pattern, Signature
 from .traceback import ExceptionRecord, Frame, ParsedLog, Traceback, parse_log, resolve_qualname
 
