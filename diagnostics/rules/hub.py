@@ -11,12 +11,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from ..findings import Finding, Status, skip
-from ..probes.cache import probe_cache
-from ..probes.environment import probe_environment
-from ..probes.hub import HubFacts, probe_hub
-from ..probes.needed_models import probe_needed_models
-from ..registry import Check
+from ..findings import Finding, Status, skip, verdict
+from ..probes.hub import HubFacts
+from ..registry import Check, Precondition
 from .cache import offline_var, shell_quote
 
 OFFLINE_HINT = "this machine cannot reach the Hub: provision the files instead (cache.model-missing gives the " \
@@ -29,13 +26,30 @@ def _severity(need: bool, timeout: bool = False) -> Status:
     return Status.WARN if timeout else Status.INFO
 
 
-def _not_probed(code: str, title: str, hub: HubFacts, step: Optional[str] = None) -> Optional[Finding]:
-    """The skip finding when the loaders make no network call, or when `step` was not reached."""
-    if hub.skipped is not None:
-        return skip(code, title, hub.skipped.capitalize() + ".")
-    if step is not None and hub.step(step).get("status") == "not-reached":
-        return skip(code, title, f"Not reached: {hub.step(step).get('reason')}.")
-    return None
+def _why_not_probed(hub: HubFacts) -> Optional[str]:
+    return hub.skipped.capitalize() + "." if hub.skipped is not None else None
+
+
+def _step_reached(step: str) -> Precondition:
+    def unmet(hub: HubFacts) -> Optional[str]:
+        if hub.step(step).get("status") == "not-reached":
+            return f"Not reached: {hub.step(step).get('reason')}."
+        return None
+    return Precondition(f"the {step} step reached", ("hub",), unmet)
+
+
+def _tls_in_use(hub: HubFacts) -> Optional[str]:
+    endpoint = hub.endpoint
+    return f"{endpoint.display} is plain http: no TLS." if endpoint.scheme == "http" and endpoint.valid else None
+
+
+# The network probe ran: the loaders touch the network (not offline with everything cached, and a
+# needed model is on the Hub).
+HUB_PROBED = Precondition("Hub probe applicable", ("hub",), _why_not_probed)
+DNS_REACHED = _step_reached("dns")
+CONNECT_REACHED = _step_reached("connect")
+TLS_IN_USE = Precondition("the endpoint uses https", ("hub",), _tls_in_use)
+TLS_REACHED = _step_reached("tls")
 
 
 def _consequence(need: bool, offline: str) -> str:
@@ -45,54 +59,46 @@ def _consequence(need: bool, offline: str) -> str:
 
 
 def rule_endpoint(hub: HubFacts, need: bool, offline: str) -> Finding:
-    code, title = "hub.endpoint", "Hub endpoint (HF_ENDPOINT)"
-    not_probed = _not_probed(code, title, hub)
-    if not_probed:
-        return not_probed
     endpoint, token = hub.endpoint, hub.token
     evidence = {"endpoint": endpoint.display, "source": endpoint.source,
                 "token": {"present": token.present, "source": token.source,
                           "HF_HUB_DISABLE_IMPLICIT_TOKEN": token.implicit_disabled}}
     token_text = f"a token is set ({token.source}; value not shown)" if token.present else "no token is set"
     if not endpoint.valid:
-        return Finding(code, _severity(need), title,
+        return verdict(_severity(need),
                        f"The Hub endpoint {endpoint.display!r} from {endpoint.source} is not usable: {endpoint.error}.",
                        evidence=evidence,
                        cause="huggingface_hub builds every URL as <endpoint>/<repo>/resolve/<revision>/<file>.",
                        fix="`unset HF_ENDPOINT` to use https://huggingface.co, or set it to the mirror's base URL, "
                            "e.g. `export HF_ENDPOINT=https://hf-mirror.com`.")
     if endpoint.source != "default":
-        return Finding(code, Status.INFO, title,
+        return verdict(Status.INFO,
                        f"Downloads go to {endpoint.display} (set by {endpoint.source}), not huggingface.co; {token_text}.",
                        evidence=evidence,
                        cause="A mirror must hold every needed repo; transformers < 4.22 caches per endpoint, so files "
                              "fetched through another endpoint are not found (K01 d).",
                        fix="If the mirror is not intended: `unset HF_ENDPOINT`.")
-    return Finding(code, Status.OK, title, f"{endpoint.display} (default); {token_text}.", evidence=evidence)
+    return verdict(Status.OK, f"{endpoint.display} (default); {token_text}.", evidence=evidence)
 
 
 def rule_proxy(hub: HubFacts, need: bool, offline: str) -> Finding:
-    code, title = "hub.proxy", "Proxy settings"
-    not_probed = _not_probed(code, title, hub)
-    if not_probed:
-        return not_probed
     proxy = hub.proxy
     evidence = {"proxy": proxy.display, "variable": proxy.variable, "no_proxy": proxy.no_proxy,
                 "bypassed_by": proxy.bypassed_by, "proxy_variables_set": proxy.variables_set}
     host = hub.endpoint.host
     if not proxy.variable:
         extra = f" ({', '.join(proxy.variables_set)} set for other schemes)" if proxy.variables_set else ""
-        return Finding(code, Status.OK, title, f"No proxy applies to {host}: direct connection{extra}.",
+        return verdict(Status.OK, f"No proxy applies to {host}: direct connection{extra}.",
                        evidence=evidence)
     if proxy.bypassed_by:
-        return Finding(code, Status.INFO, title,
+        return verdict(Status.INFO,
                        f"{proxy.variable}={proxy.display} is set, but {proxy.bypassed_by} exempts {host}: "
                        "direct connection.", evidence=evidence)
     fix = (f"If this machine reaches the Hub directly: `unset {proxy.variable}`; otherwise correct the address "
            f"(`export {proxy.variable}=http://proxy.example:3128`), or exempt the Hub: "
            f"`export NO_PROXY={host}`. ")
     if proxy.error:
-        return Finding(code, _severity(need), title,
+        return verdict(_severity(need),
                        f"{proxy.variable}={proxy.display} is not a usable proxy URL: {proxy.error}.",
                        evidence=evidence, cause="HTTP clients reject the whole request when the proxy URL is invalid.",
                        fix=fix)
@@ -102,14 +108,14 @@ def rule_proxy(hub: HubFacts, need: bool, offline: str) -> Finding:
         what = {"dns": "does not resolve", "connect": "refuses or drops connections", "tunnel": "refuses the tunnel",
                 "http": "fails the request"}[step]
         evidence["error"] = facts.get("error")
-        return Finding(code, _severity(need, facts.get("status") == "timeout"), title,
+        return verdict(_severity(need, facts.get("status") == "timeout"),
                        f"The proxy {proxy.display} from {proxy.variable} {what}: {facts.get('error')}.",
                        evidence=evidence,
                        cause="Every Hub request goes through this proxy; older transformers (4.19) raise "
                              "requests.exceptions.ProxyError straight out of from_pretrained (K01 k). "
                              + _consequence(need, offline),
                        fix=fix + (f"Or: {OFFLINE_HINT.format(offline=offline)}." if need else ""))
-    return Finding(code, Status.OK, title, f"Requests to {host} go through {proxy.display} ({proxy.variable}), "
+    return verdict(Status.OK, f"Requests to {host} go through {proxy.display} ({proxy.variable}), "
                                            "which answers.", evidence=evidence)
 
 
@@ -129,22 +135,18 @@ def _failing_proxy_step(hub: HubFacts):
 
 
 def rule_dns(hub: HubFacts, need: bool, offline: str) -> Finding:
-    code, title = "hub.dns", "Hub host name resolves"
-    not_probed = _not_probed(code, title, hub, "dns")
-    if not_probed:
-        return not_probed
     dns, host = hub.step("dns"), hub.endpoint.host
     evidence = {key: dns.get(key) for key in ("host", "addresses", "error", "seconds", "target", "status")}
     if dns.get("target") == "proxy":
         if dns["status"] == "ok":
-            return Finding(code, Status.OK, title, f"The proxy host {dns['host']} resolves; the proxy resolves {host}.",
+            return verdict(Status.OK, f"The proxy host {dns['host']} resolves; the proxy resolves {host}.",
                            evidence=evidence)
-        return skip(code, title, f"The proxy host {dns['host']} does not resolve: see hub.proxy.", **evidence)
+        return verdict(Status.SKIP, f"The proxy host {dns['host']} does not resolve: see hub.proxy.", evidence=evidence)
     if dns["status"] == "ok":
         literal = " (an IP address, no lookup)" if dns.get("literal") else ""
-        return Finding(code, Status.OK, title, f"{host} -> {', '.join(dns['addresses'])}{literal}.", evidence=evidence)
+        return verdict(Status.OK, f"{host} -> {', '.join(dns['addresses'])}{literal}.", evidence=evidence)
     timeout = dns["status"] == "timeout"
-    return Finding(code, _severity(need, timeout), title,
+    return verdict(_severity(need, timeout),
                    f"{host} does not resolve ({dns.get('error')}): this machine has no working route to the Hub.",
                    evidence=evidence,
                    cause=("No DNS answer: an air-gapped or firewalled host, a missing resolver, or a typo in "
@@ -156,26 +158,22 @@ def rule_dns(hub: HubFacts, need: bool, offline: str) -> Finding:
 
 
 def rule_connect(hub: HubFacts, need: bool, offline: str) -> Finding:
-    code, title = "hub.connect", "TCP connection to the Hub"
-    not_probed = _not_probed(code, title, hub, "connect")
-    if not_probed:
-        return not_probed
     conn = hub.step("connect")
     if conn.get("target") == "proxy":
         if conn["status"] == "ok":
-            return Finding(code, Status.OK, title, f"Connected to the proxy at {conn['address']}:{conn['port']}.",
+            return verdict(Status.OK, f"Connected to the proxy at {conn['address']}:{conn['port']}.",
                            evidence={key: conn.get(key) for key in ("address", "port", "seconds", "target")})
-        return skip(code, title, "The proxy does not accept connections: see hub.proxy.")
+        return verdict(Status.SKIP, "The proxy does not accept connections: see hub.proxy.")
     endpoint = hub.endpoint
     evidence = {key: conn.get(key) for key in ("address", "port", "kind", "error", "attempts", "seconds", "status")}
     if conn["status"] == "ok":
-        return Finding(code, Status.OK, title, f"Connected to {endpoint.host} at {conn['address']}:{conn['port']} "
+        return verdict(Status.OK, f"Connected to {endpoint.host} at {conn['address']}:{conn['port']} "
                                                f"in {conn['seconds']:.2f} s.", evidence=evidence)
     kind = conn.get("kind")
     why = {"refused": "the port is closed (nothing listens, or a firewall rejects it)",
            "timeout": "packets are dropped (firewall without a reject rule)",
            "unreachable": "no route to the network"}.get(kind, "the connection failed")
-    return Finding(code, _severity(need, kind == "timeout"), title,
+    return verdict(_severity(need, kind == "timeout"),
                    f"Cannot connect to {endpoint.host}:{endpoint.port}: {why} ({conn.get('error')}).",
                    evidence=evidence,
                    cause="A direct connection is needed unless a proxy variable (HTTPS_PROXY) says otherwise. "
@@ -185,28 +183,19 @@ def rule_connect(hub: HubFacts, need: bool, offline: str) -> Finding:
 
 
 def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
-    code, title = "hub.tls", "TLS certificate of the Hub"
-    not_probed = _not_probed(code, title, hub)
-    if not_probed:
-        return not_probed
     tls, endpoint = hub.step("tls"), hub.endpoint
-    if endpoint.scheme == "http" and endpoint.valid:
-        return skip(code, title, f"{endpoint.display} is plain http: no TLS.")
-    not_reached = _not_probed(code, title, hub, "tls")
-    if not_reached:
-        return not_reached
     ca = tls.get("ca") or (hub.ca.to_dict() if hub.ca else {})
     evidence = {key: tls.get(key) for key in ("host", "version", "issuer", "subject", "error", "verify_message",
                                          "alternatives", "seconds", "status")}
     evidence["ca"] = ca
     ca_text = ca.get("variable") or ca.get("default") or "default"
     if tls["status"] == "ok":
-        return Finding(code, Status.OK, title,
+        return verdict(Status.OK,
                        f"{tls.get('version')} with {endpoint.host}, certificate issued by {tls.get('issuer')}, verified "
                        f"with the CA certificates {ca.get('client')} uses ({ca_text}).", evidence=evidence)
     if tls.get("kind") == "bad-ca-file":
         variable = ca.get("variable") or "the CA bundle"
-        return Finding(code, _severity(need), title,
+        return verdict(_severity(need),
                        f"The CA certificates named by {variable} cannot be loaded: {tls.get('error')}.",
                        evidence=evidence,
                        cause=f"{ca.get('client')} verifies the Hub with the certificates {variable} names; a missing or "
@@ -226,7 +215,7 @@ def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
             fix = ("Get the CA certificate of the proxy or mirror that signs this certificate (PEM), append it to a "
                    "bundle and point both clients at it: `export SSL_CERT_FILE=/path/to/ca-bundle.pem "
                    "REQUESTS_CA_BUNDLE=/path/to/ca-bundle.pem`")
-        return Finding(code, _severity(need), title,
+        return verdict(_severity(need),
                        f"The certificate of {endpoint.host} is not trusted: {tls.get('verify_message') or tls.get('error')} "
                        f"(checked with {ca.get('client')}'s CA certificates: {ca_text}).",
                        evidence=evidence,
@@ -234,7 +223,7 @@ def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
                              "bundle does not contain (K28); huggingface_hub treats it like a network error, "
                              "transformers 4.19 raises SSLError. " + _consequence(need, offline),
                        fix=fix)
-    return Finding(code, _severity(need, tls["status"] == "timeout"), title,
+    return verdict(_severity(need, tls["status"] == "timeout"),
                    f"TLS handshake with {endpoint.host} failed: {tls.get('error')}.",
                    evidence=evidence,
                    cause="The connection opens but TLS does not complete: deep packet inspection, a port that is "
@@ -289,9 +278,9 @@ OUTCOMES = {
 
 def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: str) -> Finding:
     code, title = "hub.http-status", f"Hub answers for {model['ref']}"
-    not_probed = _not_probed(code, title, hub)
-    if not_probed:
-        return not_probed
+    why_not = _why_not_probed(hub)
+    if why_not:  # per model, with the model in the title (a precondition would give one finding for all)
+        return skip(code, title, why_not)
     failed = hub.failed_step()
     if failed:
         see = "proxy" if failed == "tunnel" or hub.step(failed).get("target") == "proxy" else failed
@@ -349,38 +338,41 @@ def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: 
                    f"{sizes / 1e6:.1f} MB).", evidence=evidence)
 
 
-# -- wiring --------------------------------------------------------------------------------------
+# -- declarations --------------------------------------------------------------------------------
 
-def _context(ctx):
-    versions = ctx.fact("environment", probe_environment)["packages"]
-    needed = ctx.fact("needed_models", probe_needed_models)
-    resolutions = ctx.fact("cache", probe_cache).resolutions()
-    hub = ctx.fact("hub", probe_hub)
-    incomplete = {model["ref"] for model in needed["models"]
-                  if model["kind"] == "hub" and resolutions[model["ref"]]["missing"]}
-    return versions, needed, hub, incomplete
-
-
-def _step_check(rule):
-    def check(ctx):
-        versions, _, hub, incomplete = _context(ctx)
-        return [rule(hub, bool(incomplete), offline_var(versions))]
-    return check
+def _with_stakes(rule):
+    """A step rule over the declared facts: `need` (a needed Hub file is not cached) and the offline
+    variable of the installed transformers."""
+    def evaluate(hub: HubFacts, hub_downloads: List[str], versions) -> Finding:
+        return rule(hub, bool(hub_downloads), offline_var(versions))
+    evaluate.__doc__ = rule.__doc__
+    return evaluate
 
 
-def check_http_status(ctx):
-    versions, needed, hub, incomplete = _context(ctx)
-    models = [model for model in needed["models"] if model["kind"] == "hub" and model.get("repo_id")]
-    if not models:
-        return [skip("hub.http-status", "Hub answers for the needed models", "No needed model is loaded from the Hub.")]
-    return [rule_http_status(hub, model, model["ref"] in incomplete, offline_var(versions)) for model in models]
+def _hub_models(needed_models) -> List[Dict[str, Any]]:
+    return [model for model in needed_models["models"] if model["kind"] == "hub" and model.get("repo_id")]
 
+
+def check_http_status(hub: HubFacts, hub_downloads: List[str], versions, needed_models) -> List[Finding]:
+    return [rule_http_status(hub, model, model["ref"] in hub_downloads, offline_var(versions))
+            for model in _hub_models(needed_models)]
+
+
+HUB_MODELS_NEEDED = Precondition("a needed model is on the Hub", ("needed_models",),
+                                 lambda needed_models: None if _hub_models(needed_models)
+                                 else "No needed model is loaded from the Hub.")
+STEP_FACTS = ("hub", "hub_downloads", "versions")
 
 CHECKS: List[Check] = [
-    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _step_check(rule_endpoint)),
-    Check("hub.proxy", "Proxy settings", _step_check(rule_proxy)),
-    Check("hub.dns", "Hub host name resolves", _step_check(rule_dns)),
-    Check("hub.connect", "TCP connection to the Hub", _step_check(rule_connect)),
-    Check("hub.tls", "TLS certificate of the Hub", _step_check(rule_tls)),
-    Check("hub.http-status", "Hub answers for the needed models", check_http_status),
+    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _with_stakes(rule_endpoint), reads=STEP_FACTS,
+          requires=(HUB_PROBED,)),
+    Check("hub.proxy", "Proxy settings", _with_stakes(rule_proxy), reads=STEP_FACTS, requires=(HUB_PROBED,)),
+    Check("hub.dns", "Hub host name resolves", _with_stakes(rule_dns), reads=STEP_FACTS,
+          requires=(HUB_PROBED, DNS_REACHED)),
+    Check("hub.connect", "TCP connection to the Hub", _with_stakes(rule_connect), reads=STEP_FACTS,
+          requires=(HUB_PROBED, CONNECT_REACHED)),
+    Check("hub.tls", "TLS certificate of the Hub", _with_stakes(rule_tls), reads=STEP_FACTS,
+          requires=(HUB_PROBED, TLS_IN_USE, TLS_REACHED)),
+    Check("hub.http-status", "Hub answers for the needed models", check_http_status,
+          reads=STEP_FACTS + ("needed_models",), requires=(HUB_MODELS_NEEDED,)),
 ]

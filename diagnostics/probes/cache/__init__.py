@@ -9,6 +9,8 @@ Nothing here downloads.
 
 from __future__ import annotations
 
+from typing import List
+
 
 from .facts import CacheFacts, HubCacheDir, ModelCache, OfflineState
 from .files import (hub_cache_library, legacy_filename, repo_folder, resolve_hub_file, resolve_legacy_file,
@@ -24,10 +26,19 @@ _hub_lib = hub_cache_library
 __all__ = [
     "CACHE_VARS", "CONSTANTS_SCRIPT", "DEFAULT_ENDPOINT", "STAGING_ENDPOINT", "CacheFacts", "HubCacheDir",
     "ModelCache", "OfflineState", "cache_locations", "disk_free", "endpoint_for_transformers", "expand", "hf_home",
-    "hub_cache", "hub_cache_dir", "hub_cache_library", "hub_constants", "is_true", "legacy_filename",
+    "hub_cache", "hub_cache_dir", "hub_downloads", "hub_cache_library", "hub_constants", "is_true", "legacy_filename",
     "nearest_existing", "offline_state", "probe_cache", "repo_folder", "resolve_hub_file", "resolve_legacy_file",
     "resolve_local", "resolve_model", "scan_cache", "shadow_dirs", "transformers_cache", "validate_file", "writable",
 ]
+
+
+def hub_downloads(ctx) -> List[str]:
+    """Refs of the needed Hub models with a required file not cached: what loading must download."""
+    from ..needed_models import probe_needed_models
+
+    resolutions = ctx.fact("cache", probe_cache).resolutions()
+    return [model["ref"] for model in ctx.fact("needed_models", probe_needed_models)["models"]
+            if model["kind"] == "hub" and resolutions[model["ref"]]["missing"]]
 
 
 def probe_cache(ctx) -> CacheFacts:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from ...context import DEFAULT_CLIP_ID
-from ...findings import Finding, Status, skip
+from ...findings import Finding, Status
 from ...probes.cache import CacheFacts, probe_cache
 from ...probes.environment import installed_versions
 from ...probes.hub import HubFacts, probe_hub
 from ...probes.needed_models import probe_needed_models
 from ...probes.tokenizer import run_tokenizer_check
-from ...registry import Check
+from ...registry import Check, Precondition
 from .fixes import (Versions, download_cli, download_command, download_size, files_to_fetch, local_dir_for,
                     model_fix, network_ok_for, offline_var, shell_quote, why_unreachable, yaml_change)
 from .verdicts import (DISK_MARGIN, HUB_DOCS, OFFLINE_DOCS, rule_disk_space, rule_incomplete, rule_location,
@@ -49,12 +49,8 @@ def _hub(ctx) -> HubFacts:
     return ctx.fact("hub", probe_hub)
 
 
-def check_needed_models(ctx):
-    return [rule_needed_models(ctx.fact("needed_models", probe_needed_models))]
-
-
-def check_location(ctx):
-    return [rule_location(ctx.fact("cache", probe_cache).locations)]
+def check_location(cache: CacheFacts) -> Finding:
+    return rule_location(cache.locations)
 
 
 def check_offline_flag(ctx):
@@ -108,8 +104,6 @@ def model_fixes(ctx) -> Dict[str, str]:
 
 def check_model_missing(ctx):
     needed, cache = _facts(ctx)
-    if not needed["models"]:
-        return [skip("cache.model-missing", "Needed models resolve offline", "The config needs no Hugging Face model.")]
     resolutions = cache.resolutions()
     any_missing = any(resolutions[model["ref"]]["missing"] for model in needed["models"])
     hub = _hub(ctx) if any_missing else NOT_PROBED
@@ -132,11 +126,8 @@ def check_incomplete(ctx):
     return [rule_incomplete(cache.scan, needed["models"], resolutions, can_redownload, installed_versions(ctx))]
 
 
-def check_not_writable(ctx):
-    needed, cache = _facts(ctx)
-    kinds = {model["ref"]: model["kind"] for model in needed["models"]}
-    to_download = [ref for ref in _incomplete_refs(needed, cache) if kinds[ref] == "hub"]
-    return [rule_not_writable(cache.writable, to_download)]
+def check_not_writable(cache: CacheFacts, hub_downloads: List[str]) -> Finding:
+    return rule_not_writable(cache.writable, hub_downloads)
 
 
 def check_disk_space(ctx):
@@ -153,8 +144,8 @@ def check_disk_space(ctx):
     return [rule_disk_space({path: cache.disk_free.get(path) for path in needs}, needs)]
 
 
-def check_shadowing(ctx):
-    return [rule_shadowing(ctx.fact("cache", probe_cache).shadow, installed_versions(ctx))]
+def check_shadowing(cache: CacheFacts, versions) -> Finding:
+    return rule_shadowing(cache.shadow, versions)
 
 
 def _tokenizer_runs_offline(ctx, model: Dict[str, Any], cache: CacheFacts) -> bool:
@@ -186,14 +177,22 @@ def check_tokenizer(ctx):
     return findings
 
 
+MODELS_NEEDED = Precondition("the config needs a Hugging Face model", ("needed_models",),
+                             lambda needed_models: None if needed_models["models"]
+                             else "The config needs no Hugging Face model.")
+
+# The checks that read ctx probe the Hub only when their decision depends on it (lazily, through
+# `_hub`): a run where everything is cached and offline makes no network call.
 CHECKS: List[Check] = [
-    Check("cache.needed-models", "Hugging Face models the deployment needs", check_needed_models),
-    Check("cache.location", "Hugging Face cache location", check_location),
-    Check("cache.offline-flag", "Offline mode", check_offline_flag),
-    Check("cache.model-missing", "Needed models resolve offline", check_model_missing),
-    Check("cache.incomplete", "Interrupted downloads and broken cache entries", check_incomplete),
-    Check("cache.not-writable", "Cache directory is writable", check_not_writable),
-    Check("cache.disk-space", "Free disk space for downloads", check_disk_space),
-    Check("cache.shadowing-dir", "Directory named like a model id", check_shadowing),
-    Check("tokenizer.functional", "CLIP tokenizer loads and encodes correctly", check_tokenizer),
+    Check("cache.needed-models", "Hugging Face models the deployment needs", rule_needed_models,
+          reads=("needed_models",)),
+    Check("cache.location", "Hugging Face cache location", check_location, reads=("cache",)),
+    Check("cache.offline-flag", "Offline mode", check_offline_flag, reads=("ctx",)),
+    Check("cache.model-missing", "Needed models resolve offline", check_model_missing, reads=("ctx",),
+          requires=(MODELS_NEEDED,)),
+    Check("cache.incomplete", "Interrupted downloads and broken cache entries", check_incomplete, reads=("ctx",)),
+    Check("cache.not-writable", "Cache directory is writable", check_not_writable, reads=("cache", "hub_downloads")),
+    Check("cache.disk-space", "Free disk space for downloads", check_disk_space, reads=("ctx",)),
+    Check("cache.shadowing-dir", "Directory named like a model id", check_shadowing, reads=("cache", "versions")),
+    Check("tokenizer.functional", "CLIP tokenizer loads and encodes correctly", check_tokenizer, reads=("ctx",)),
 ]

@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from ...clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
-from ...findings import Finding, Status, skip
+from ...findings import Finding, Status, verdict
 from ...probes.cache.facts import OfflineState
 from ...probes.hub.facts import HubFacts
 from ...util import fmt_bytes, version_at_least
@@ -28,30 +28,26 @@ TOKENIZER_EVIDENCE_KEYS = (
     "ids", "error_type", "error", "seconds", "stderr_tail", "cwd", "name_or_path")
 
 
-def rule_needed_models(needed: Dict[str, Any]) -> Finding:
-    code, title = "cache.needed-models", "Hugging Face models the deployment needs"
-    models = needed["models"]
+def rule_needed_models(needed_models: Dict[str, Any]) -> Finding:
+    models = needed_models["models"]
     listing = [{"ref": m["ref"], "kind": m["kind"], "loader": m["loader"], "via": m["via"],
                 "files": [n for g in m["groups"] for n in g["names"]], "path": m.get("path")} for m in models]
-    evidence = {"config": needed.get("config"), "parser": needed.get("parser"), "models": listing}
+    evidence = {"config": needed_models.get("config"), "parser": needed_models.get("parser"), "models": listing}
     names = ", ".join(f"{m['ref']} ({m['loader']}, {m['via']})" for m in models)
-    if needed.get("config_error"):
-        return Finding(code, Status.WARN, title,
-                       f"The config {needed['config']} could not be read ({needed['config_error']}); assumed {names}.",
+    if needed_models.get("config_error"):
+        return verdict(Status.WARN, f"The config {needed_models['config']} could not be read ({needed_models['config_error']}); assumed {names}.",
                        evidence=evidence, cause="The yaml is unreadable or not valid YAML.",
-                       fix=f"Check the file: `python -c \"import yaml,sys; yaml.safe_load(open(sys.argv[1]))\" {shell_quote(needed['config'])}`")
+                       fix=f"Check the file: `python -c \"import yaml,sys; yaml.safe_load(open(sys.argv[1]))\" {shell_quote(needed_models['config'])}`")
     if not models:
-        return Finding(code, Status.OK, title, f"The config {needed['config']} needs no Hugging Face model.",
+        return verdict(Status.OK, f"The config {needed_models['config']} needs no Hugging Face model.",
                        evidence=evidence)
-    if needed.get("assumed_default"):
-        return Finding(code, Status.INFO, title,
-                       f"No config given: assuming {names}. Pass --config to check what your yaml really loads.",
+    if needed_models.get("assumed_default"):
+        return verdict(Status.INFO, f"No config given: assuming {names}. Pass --config to check what your yaml really loads.",
                        evidence=evidence)
-    return Finding(code, Status.INFO, title, f"Needed: {names}.", evidence=evidence)
+    return verdict(Status.INFO, f"Needed: {names}.", evidence=evidence)
 
 
 def rule_location(locations: Dict[str, Any]) -> Finding:
-    code, title = "cache.location", "Hugging Face cache location"
     loader_dir, hub_dir = locations["transformers"], locations["hub"]
     evidence = {
         "transformers_cache": loader_dir["path"], "transformers_decided_by": loader_dir["decided_by"], "layout": loader_dir["layout"],
@@ -67,18 +63,16 @@ def rule_location(locations: Dict[str, Any]) -> Finding:
     if loader_dir["ignored"]:
         ignored = ", ".join(f"{var}={locations['set_vars'].get(var, '')}" for var in loader_dir["ignored"])
         version = locations.get("transformers_version") or "this version"
-        return Finding(code, Status.WARN, title,
-                       summary + f". Set but ignored by transformers {version}: {ignored}.",
+        return verdict(Status.WARN, summary + f". Set but ignored by transformers {version}: {ignored}.",
                        evidence=evidence,
                        cause=f"{loader_dir['rule']}. Files placed in the directory named by an ignored variable are "
                              "invisible to from_pretrained (knowledge base K01 g).",
                        fix=_location_fix(loader_dir, locations), docs=[HUB_DOCS])
     if hub_dir.get("mismatch"):
-        return Finding(code, Status.WARN, title,
-                       summary + f" (huggingface_hub computes {hub_dir['path']}, the rules here gave {hub_dir['mismatch']}).",
+        return verdict(Status.WARN, summary + f" (huggingface_hub computes {hub_dir['path']}, the rules here gave {hub_dir['mismatch']}).",
                        evidence=evidence, cause="The installed huggingface_hub resolves its variables differently.",
                        fix="Set HF_HUB_CACHE explicitly to the directory you mean.")
-    return Finding(code, Status.OK, title, summary + ".", evidence=evidence)
+    return verdict(Status.OK, summary + ".", evidence=evidence)
 
 
 def _location_fix(loader_dir: Dict[str, Any], locations: Dict[str, Any]) -> str:
@@ -101,7 +95,6 @@ def _location_fix(loader_dir: Dict[str, Any], locations: Dict[str, Any]) -> str:
 
 def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Versions,
                       hub: Optional[HubFacts]) -> Finding:
-    code, title = "cache.offline-flag", "Offline mode"
     evidence = {"HF_HUB_OFFLINE": offline.hf_hub_offline, "TRANSFORMERS_OFFLINE": offline.transformers_offline,
                 "effective": offline.effective, "honoured": offline.honoured, "notes": offline.notes,
                 "not_cached": incomplete}
@@ -111,16 +104,14 @@ def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Ve
         degrade = ("from_pretrained raises OSError" if not transformers_version or
                    version_at_least(transformers_version, "5") is False else
                    "CLIPTokenizer returns a 2-token tokenizer without raising and CLIPTextModel raises OSError")
-        return Finding(code, Status.FAIL, title,
-                       f"Offline mode is on, but {', '.join(incomplete)} is not fully cached: {degrade}.",
+        return verdict(Status.FAIL, f"Offline mode is on, but {', '.join(incomplete)} is not fully cached: {degrade}.",
                        evidence=evidence,
                        cause="With offline mode the loaders only read the cache; nothing is downloaded.",
                        fix="Download the files first (see cache.model-missing for the exact command), or allow "
                            "downloads for the first start: `unset HF_HUB_OFFLINE TRANSFORMERS_OFFLINE`.",
                        docs=[OFFLINE_DOCS])
     if offline.notes and not offline.effective:
-        return Finding(code, Status.WARN, title,
-                       "Offline variables are set but not honoured: " + "; ".join(offline.notes) + ".",
+        return verdict(Status.WARN, "Offline variables are set but not honoured: " + "; ".join(offline.notes) + ".",
                        evidence=evidence, cause="Each transformers/huggingface_hub version reads its own variables "
                                                 "(knowledge base 1.5).",
                        fix=f"`export {var}`" + (" and `unset HF_HUB_OFFLINE`" if offline.hf_hub_offline and
@@ -132,21 +123,18 @@ def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Ve
         summary = "Offline mode is on and every needed file is cached: no start-up waits on the Hub."
         if offline.notes:
             summary += " Note: " + "; ".join(offline.notes) + "."
-        return Finding(code, Status.OK, title, summary, evidence=evidence)
+        return verdict(Status.OK, summary, evidence=evidence)
     if incomplete:
-        return Finding(code, Status.OK, title,
-                       "Offline mode is off, so missing files can be downloaded at start-up (cache.model-missing "
+        return verdict(Status.OK, "Offline mode is off, so missing files can be downloaded at start-up (cache.model-missing "
                        "says whether that will work).", evidence=evidence)
     down = hub is not None and hub.skipped is None and not hub.reachable
     if down:
-        return Finding(code, Status.WARN, title,
-                       "Everything needed is cached but offline mode is off and the Hub is unreachable: each "
+        return verdict(Status.WARN, "Everything needed is cached but offline mode is off and the Hub is unreachable: each "
                        "from_pretrained still asks the Hub first and waits for the error (up to "
                        "HF_HUB_ETAG_TIMEOUT, 10 s, per file when packets are dropped).",
                        evidence=evidence, cause="huggingface_hub checks for newer revisions before using the cache.",
                        fix=f"Start with `{var}`.", docs=[OFFLINE_DOCS])
-    return Finding(code, Status.INFO, title,
-                   f"Everything needed is cached; `{var}` would skip the Hub round trips at start-up and keep a "
+    return verdict(Status.INFO, f"Everything needed is cached; `{var}` would skip the Hub round trips at start-up and keep a "
                    "network outage from delaying it.", evidence=evidence, fix=f"`export {var}`")
 
 
@@ -223,7 +211,6 @@ def rule_model_missing(model: Dict[str, Any], resolution: Dict[str, Any], offlin
 
 def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resolutions: Dict[str, Dict[str, Any]],
                     can_redownload: Dict[str, bool], versions: Versions) -> Finding:
-    code, title = "cache.incomplete", "Interrupted downloads and broken cache entries"
     needed_repos = {model["repo_id"]: model for model in models if model.get("repo_id")}
     corrupt = []
     for model in models:
@@ -240,7 +227,7 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
     evidence = {"cache": scan.get("path"), "tool": scan.get("tool"), "corrupt": corrupt,
                 "incomplete": incomplete, "warnings": warnings, "scan_error": scan.get("error")}
     if not scan.get("exists"):
-        return Finding(code, Status.OK, title, f"The cache directory {scan.get('path')} does not exist yet: nothing "
+        return verdict(Status.OK, f"The cache directory {scan.get('path')} does not exist yet: nothing "
                                                "half-downloaded.", evidence=evidence)
     fixes = []
     for broken in corrupt:
@@ -256,48 +243,42 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
     if corrupt:
         blocking = any(not can_redownload.get(broken["model"], False) for broken in corrupt)
         listing = "; ".join(f"{broken['model']}/{broken['file']}: {broken['problem']}" for broken in corrupt)
-        return Finding(code, Status.FAIL if blocking else Status.WARN, title,
-                       f"Cached files the loader will read are broken: {listing}.",
+        return verdict(Status.FAIL if blocking else Status.WARN, f"Cached files the loader will read are broken: {listing}.",
                        evidence=evidence, blocking=blocking,
                        cause="An interrupted or proxied download left a truncated/HTML file, or a blob was deleted "
                              "under its snapshot link (knowledge base K01 j); huggingface_hub checks structure, not "
                              "content.",
                        fix="\n".join(fixes), docs=[HUB_DOCS])
     if relevant_incomplete or relevant_warnings:
-        return Finding(code, Status.WARN, title,
-                       f"{len(relevant_incomplete)} interrupted download(s) and {len(relevant_warnings)} scan "
+        return verdict(Status.WARN, f"{len(relevant_incomplete)} interrupted download(s) and {len(relevant_warnings)} scan "
                        "warning(s) in repos this deployment needs.",
                        evidence=evidence, blocking=False,
                        cause="A download was interrupted (Ctrl-C, disk full, network cut); the next online start "
                              "downloads the file again, an offline start cannot.",
                        fix="\n".join(fixes), docs=[HUB_DOCS])
     if incomplete or warnings:
-        return Finding(code, Status.INFO, title,
-                       f"{len(incomplete)} interrupted download(s) and {len(warnings)} scan warning(s), none in a "
+        return verdict(Status.INFO, f"{len(incomplete)} interrupted download(s) and {len(warnings)} scan warning(s), none in a "
                        "repo this deployment needs.", evidence=evidence, fix="\n".join(fixes))
     if scan.get("error"):
-        return Finding(code, Status.WARN, title, f"The cache could not be scanned: {scan['error']}.", evidence=evidence,
+        return verdict(Status.WARN, f"The cache could not be scanned: {scan['error']}.", evidence=evidence,
                        blocking=False)
-    return Finding(code, Status.OK, title, f"No interrupted download or broken entry in {scan.get('path')}.",
+    return verdict(Status.OK, f"No interrupted download or broken entry in {scan.get('path')}.",
                    evidence=evidence)
 
 
 def rule_not_writable(writable: Dict[str, Dict[str, Any]], to_download: List[str]) -> Finding:
-    code, title = "cache.not-writable", "Cache directory is writable"
     evidence = {"paths": writable, "to_download": to_download}
     bad = {path: facts for path, facts in writable.items() if not facts["writable"]}
     if not bad:
-        return Finding(code, Status.OK, title, "Writable: " + ", ".join(writable) + ".", evidence=evidence)
+        return verdict(Status.OK, "Writable: " + ", ".join(writable) + ".", evidence=evidence)
     path, facts = next(iter(bad.items()))
     why = facts.get("error") or "not writable"
     if not to_download:
-        return Finding(code, Status.INFO, title,
-                       f"{path} is not writable ({why}), but everything needed is cached: loading only reads it.",
+        return verdict(Status.INFO, f"{path} is not writable ({why}), but everything needed is cached: loading only reads it.",
                        evidence=evidence,
                        fix="Nothing to do for this deployment; downloads of other models would need "
                            "`export HF_HOME=<writable directory>`.")
-    return Finding(code, Status.FAIL, title,
-                   f"{path} is not writable ({why}) and {', '.join(to_download)} must still be downloaded into it.",
+    return verdict(Status.FAIL, f"{path} is not writable ({why}) and {', '.join(to_download)} must still be downloaded into it.",
                    evidence=evidence,
                    cause="The download needs to create lock files and blobs in the cache; on a read-only cache it "
                          "fails with `OSError: [Errno 30] Read-only file system: '...lock'` (knowledge base K01 i).",
@@ -310,40 +291,35 @@ def rule_not_writable(writable: Dict[str, Dict[str, Any]], to_download: List[str
 
 def rule_disk_space(free: Dict[str, Optional[int]], needs: Dict[str, Optional[int]]) -> Finding:
     """`needs`: cache path -> bytes to download there (None when a size is unknown)."""
-    code, title = "cache.disk-space", "Free disk space for downloads"
     evidence = {"free": {path: fmt_bytes(size) for path, size in free.items()},
                 "to_download": {path: fmt_bytes(size) if size is not None else "unknown" for path, size in needs.items()}}
     todo = {path: need for path, need in needs.items() if need != 0}
     if not todo:
-        return Finding(code, Status.OK, title, "Nothing to download; "
+        return verdict(Status.OK, "Nothing to download; "
                        + ", ".join(f"{fmt_bytes(size)} free at {path}" for path, size in free.items()) + ".",
                        evidence=evidence)
     for path, need in todo.items():
         have = free.get(path)
         if need is None or have is None:
-            return Finding(code, Status.INFO, title,
-                           f"{fmt_bytes(have)} free at {path}; the download size is unknown (the Hub did not answer).",
+            return verdict(Status.INFO, f"{fmt_bytes(have)} free at {path}; the download size is unknown (the Hub did not answer).",
                            evidence=evidence)
         if have < need:
-            return Finding(code, Status.FAIL, title,
-                           f"{fmt_bytes(have)} free at {path}, but the download needs {fmt_bytes(need)}.",
+            return verdict(Status.FAIL, f"{fmt_bytes(have)} free at {path}, but the download needs {fmt_bytes(need)}.",
                            evidence=evidence, cause="The download fails when the disk fills up, leaving an "
                                                     "*.incomplete blob behind.",
                            fix="Free space (`hf cache ls` / `hf cache rm` old models), or point the cache at a larger "
                                "disk: `export HF_HOME=/path/on/bigger/disk`.", docs=[HUB_DOCS])
         if have < need * 1.1 + DISK_MARGIN:
-            return Finding(code, Status.WARN, title,
-                           f"Only {fmt_bytes(have)} free at {path} for a {fmt_bytes(need)} download.",
+            return verdict(Status.WARN, f"Only {fmt_bytes(have)} free at {path} for a {fmt_bytes(need)} download.",
                            evidence=evidence, blocking=False, fix="Free some space before the first start.")
-    return Finding(code, Status.OK, title, "; ".join(f"{fmt_bytes(free.get(path))} free at {path} for {fmt_bytes(need)} "
+    return verdict(Status.OK, "; ".join(f"{fmt_bytes(free.get(path))} free at {path} for {fmt_bytes(need)} "
                                                      "to download" for path, need in todo.items()) + ".", evidence=evidence)
 
 
 def rule_shadowing(shadows: List[Dict[str, Any]], versions: Versions) -> Finding:
-    code, title = "cache.shadowing-dir", "Directory named like a model id"
     evidence = {"found": shadows}
     if not shadows:
-        return Finding(code, Status.OK, title, "No directory named like a needed model id in the working directory "
+        return verdict(Status.OK, "No directory named like a needed model id in the working directory "
                                                "or the code root.", evidence=evidence)
     transformers_version = versions.get("transformers")
     effect = ("CLIPTokenizer silently returns a 2-token tokenizer"
@@ -352,8 +328,7 @@ def rule_shadowing(shadows: List[Dict[str, Any]], versions: Versions) -> Finding
                    "with the same name\"")
     for shadow in shadows:
         if shadow["base"] == "working directory" and shadow["is_dir"] and not shadow["complete"]:
-            return Finding(code, Status.FAIL, title,
-                           f"./{shadow['model']} exists in the working directory ({shadow['path']}) and lacks "
+            return verdict(Status.FAIL, f"./{shadow['model']} exists in the working directory ({shadow['path']}) and lacks "
                            f"{', '.join(shadow['missing'])}: transformers loads it instead of the cache or the Hub, and "
                            f"{effect}.",
                            evidence=evidence,
@@ -363,15 +338,13 @@ def rule_shadowing(shadows: List[Dict[str, Any]], versions: Versions) -> Finding
                                + download_command(shadow["model"], shadow["missing"], versions, local_dir=shadow["path"]))
     for shadow in shadows:
         if shadow["base"] == "code root" and shadow["is_dir"] and not shadow["complete"]:
-            return Finding(code, Status.WARN, title,
-                           f"{shadow['path']} is named like {shadow['model']} and lacks {', '.join(shadow['missing'])}: a start from "
+            return verdict(Status.WARN, f"{shadow['path']} is named like {shadow['model']} and lacks {', '.join(shadow['missing'])}: a start from "
                            f"the code root ({shadow['base_path']}) will load it instead of the cache, and {effect}.",
                            evidence=evidence, blocking=False,
                            cause="from_pretrained treats the id as a path relative to the working directory.",
                            fix=f"`mv {shell_quote(shadow['path'])} {shell_quote(shadow['path'] + '.bak')}`")
     shadow = shadows[0]
-    return Finding(code, Status.INFO, title,
-                   f"{shadow['path']} is named like {shadow['model']} and holds every needed file: transformers uses it instead "
+    return verdict(Status.INFO, f"{shadow['path']} is named like {shadow['model']} and holds every needed file: transformers uses it instead "
                    "of the cache when started from " + shadow["base_path"] + ".",
                    evidence=evidence,
                    fix="Fine as it is; to make it explicit, put the absolute path in the yaml `version:`.")
@@ -379,43 +352,38 @@ def rule_shadowing(shadows: List[Dict[str, Any]], versions: Versions) -> Finding
 
 def rule_tokenizer_functional(facts: Optional[Dict[str, Any]], model: Optional[Dict[str, Any]], fix: str,
                               versions: Versions) -> Finding:
-    code, title = "tokenizer.functional", "CLIP tokenizer loads and encodes correctly"
     if model is None:
-        return skip(code, title, "No needed model is a CLIP tokenizer loaded by transformers (e.g. SD 2.x uses "
+        return verdict(Status.SKIP, "No needed model is a CLIP tokenizer loaded by transformers (e.g. SD 2.x uses "
                                  "open_clip's bundled tokenizer).")
     if not versions.get("transformers"):
-        return skip(code, title, "transformers is not installed (see env.transformers-missing).")
+        return verdict(Status.SKIP, "transformers is not installed (see env.transformers-missing).")
     assert facts is not None
     evidence = {key: value for key, value in facts.items() if key in TOKENIZER_EVIDENCE_KEYS}
     evidence["expected"] = {"vocab_size": VOCAB_SIZE, "ids": PROBE_IDS, "text": PROBE_TEXT}
     how = " (run offline because the Hub is unreachable)" if facts.get("forced_offline") else ""
     ref = model["ref"]
     if facts.get("timed_out"):
-        return Finding(code, Status.FAIL, title,
-                       f"CLIPTokenizer.from_pretrained({ref!r}) did not finish within {facts['timeout']:g} s{how}.",
+        return verdict(Status.FAIL, f"CLIPTokenizer.from_pretrained({ref!r}) did not finish within {facts['timeout']:g} s{how}.",
                        evidence=evidence,
                        cause="huggingface_hub retries an unreachable Hub with back-off for minutes (knowledge base K29).",
                        fix=fix)
     if not facts.get("ran"):
-        return Finding(code, Status.ERROR, title, f"The tokenizer check could not run: {facts.get('error')}.",
+        return verdict(Status.ERROR, f"The tokenizer check could not run: {facts.get('error')}.",
                        evidence=evidence, blocking=False)
     if facts.get("error_type"):
-        return Finding(code, Status.FAIL, title,
-                       f"CLIPTokenizer.from_pretrained({ref!r}) raised {facts['error_type']}{how}: "
+        return verdict(Status.FAIL, f"CLIPTokenizer.from_pretrained({ref!r}) raised {facts['error_type']}{how}: "
                        f"{(facts.get('error') or '').splitlines()[0][:300]}",
                        evidence=evidence,
                        cause="The tokenizer files do not resolve (see cache.model-missing, hub.*, cache.shadowing-dir).",
                        fix=fix)
     encodes_like_clip = facts.get("vocab_size") == VOCAB_SIZE and facts.get("ids") == PROBE_IDS
     if not encodes_like_clip:
-        return Finding(code, Status.FAIL, title,
-                       f"CLIPTokenizer.from_pretrained({ref!r}) returned a tokenizer with vocabulary "
+        return verdict(Status.FAIL, f"CLIPTokenizer.from_pretrained({ref!r}) returned a tokenizer with vocabulary "
                        f"{facts.get('vocab_size')} (expected {VOCAB_SIZE}) that encodes {PROBE_TEXT!r} as "
                        f"{facts.get('ids')} (expected {PROBE_IDS}){how}: prompts would be ignored.",
                        evidence=evidence,
                        cause="transformers 5 builds a placeholder 2-token tokenizer instead of raising when vocab.json "
                              "and merges.txt do not resolve (knowledge base finding 4); or the files are not CLIP's.",
                        fix=fix)
-    return Finding(code, Status.OK, title,
-                   f"{facts.get('class')} from {ref!r}: vocabulary {facts['vocab_size']}, {PROBE_TEXT!r} -> "
+    return verdict(Status.OK, f"{facts.get('class')} from {ref!r}: vocabulary {facts['vocab_size']}, {PROBE_TEXT!r} -> "
                    f"{facts['ids']}{how}.", evidence=evidence)
