@@ -35,6 +35,7 @@ FACT_PROBES: Dict[str, str] = {
     "needed_models": "diagnostics.probes.needed_models:probe_needed_models",
     "cache": "diagnostics.probes.cache:probe_cache",
     "hub": "diagnostics.probes.hub:probe_hub",
+    "hub_downloads": "diagnostics.probes.cache:hub_downloads",
     # checkpoint, config, model
     "checkpoint": "diagnostics.probes.checkpoint:probe_checkpoint",
     "ldm_config": "diagnostics.probes.ldm_config:probe_ldm_config",

@@ -9,18 +9,30 @@ trusting every probe, every output passes through one `Redactor` at the end. It 
   `hf_...`, GitHub/GitLab/OpenAI-style keys, AWS access key ids, `Authorization: ...` headers,
   `SOME_TOKEN=value` assignments, `"token": "..."` in JSON).
 Presence stays visible ("HF_TOKEN: set"); values never appear.
+
+The one module for redaction. Three entry points share its patterns:
+- `Redactor` / `redact(text, environ)`: everything written (reports, terminal, logs before they are
+  parsed): this machine's secret values and the known token shapes;
+- `redact_url(url)`: a URL as a fact may hold it (proxy, endpoint, CDN): the whole user-info becomes
+  `***@` and the query string is dropped;
+- `scrub(text, secrets)`: free text a probe records (exception messages, a child's stderr): the whole
+  user-info of any URL, bearer tokens, and the given secret values.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Iterable, List, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|CREDENTIAL|AUTH)", re.I)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:'\"<>]*):(?P<pw>[^\s/@'\"<>]+)@")
 _URL_TOKEN_PARAM = re.compile(r"(?P<k>[?&](?:token|access_token|api_key|apikey|key|sig|signature|password)=)[^&\s'\"<>]+", re.I)
+# Any user-info of a URL in free text (`scheme://user@`, `scheme://user:pw@`), masked as a whole.
+_URL_ANY_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@'\"]+@")
+_BEARER_TOKEN = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-.=]+")
 _PATTERNS = (
     re.compile(r"\bhf_[A-Za-z0-9]{20,}\b"),  # Hugging Face user access tokens
     re.compile(r"\bapi_org_[A-Za-z0-9]{20,}\b"),  # Hugging Face organisation tokens
@@ -81,3 +93,35 @@ class Redactor:
 def presence(environ: Mapping[str, str], names: Iterable[str]) -> dict:
     """`{"HF_TOKEN": "set", ...}`: what a report may say about secrets."""
     return {name: ("set" if environ.get(name) else "unset") for name in names}
+
+
+def redact(text: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """`text` with this machine's secret values and known token shapes replaced by `***` (the entry
+    point for untrusted log text, before anything of it is parsed, stored or shown)."""
+    return Redactor(environ or {})(text)
+
+
+def scrub(text: Optional[str], secrets: Iterable[str] = ()) -> Optional[str]:
+    """Remove credentials from free text (exception messages, stderr): `scheme://user:pw@`, bearer
+    tokens, and any of `secrets` (token values) verbatim."""
+    if not text:
+        return text
+    text = _BEARER_TOKEN.sub(r"\1" + MASK, _URL_ANY_USERINFO.sub(r"\1" + MASK + "@", text))
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def redact_url(url: Optional[str]) -> Optional[str]:
+    """`scheme://user:secret@host` -> `scheme://***@host`; query strings are dropped."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -21,10 +21,10 @@ def test_hf_home_precedence_follows_huggingface_hub():
 
 def test_hub_cache_precedence_and_legacy_name():
     env = dict(HOME, HF_HOME="/h")
-    assert cache_probe.hub_cache(env)["path"] == "/h/hub"
-    assert cache_probe.hub_cache(dict(env, HUGGINGFACE_HUB_CACHE="/legacy"))["decided_by"].startswith("HUGGINGFACE_HUB_CACHE")
+    assert cache_probe.hub_cache(env).path == "/h/hub"
+    assert cache_probe.hub_cache(dict(env, HUGGINGFACE_HUB_CACHE="/legacy")).decided_by.startswith("HUGGINGFACE_HUB_CACHE")
     both = cache_probe.hub_cache(dict(env, HUGGINGFACE_HUB_CACHE="/legacy", HF_HUB_CACHE="/new"))
-    assert (both["path"], both["decided_by"]) == ("/new", "HF_HUB_CACHE")
+    assert (both.path, both.decided_by) == ("/new", "HF_HUB_CACHE")
 
 
 def test_expand_uses_the_injected_environment_not_the_process_one():
@@ -66,8 +66,8 @@ def test_transformers_cache_per_version(version, env, path, layout, ignored):
 ])
 def test_offline_state_per_version(version, env, effective, noted):
     state = cache_probe.offline_state(env, version)
-    assert state["effective"] is effective
-    assert bool(state["notes"]) is noted
+    assert state.effective is effective
+    assert bool(state.notes) is noted
 
 
 def test_legacy_endpoint_is_not_stripped_and_honours_the_deprecated_variable():
@@ -96,6 +96,6 @@ def test_computed_locations_match_huggingface_hub_constants(tmp_path, extra):
     out = subprocess.run([sys.executable, "-c", cache_probe.CONSTANTS_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=60)
     constants = json.loads(out.stdout)
-    assert cache_probe.hub_cache(env)["path"] == constants["HF_HUB_CACHE"]
+    assert cache_probe.hub_cache(env).path == constants["HF_HUB_CACHE"]
     assert cache_probe.hf_home(env)[0] == constants["HF_HOME"]
-    assert cache_probe.offline_state(env, "5.24.0")["hub_offline"] is constants["HF_HUB_OFFLINE"]
+    assert cache_probe.offline_state(env, "5.24.0").hub_offline is constants["HF_HUB_OFFLINE"]

@@ -30,7 +30,7 @@ LIBS = [pytest.param(None, id="builtin"), pytest.param("hub", id="huggingface_hu
 def _lib(which):
     if which is None:
         return None
-    lib = cache_probe._hub_lib()
+    lib = cache_probe.hub_cache_library()
     if lib is None:
         pytest.skip("huggingface_hub is not installed")
     return lib
@@ -136,7 +136,7 @@ def test_scan_reports_incomplete_downloads_and_broken_links(tmp_path, which):
 
 
 def test_scan_of_a_missing_cache_is_empty(tmp_path):
-    scan = cache_probe.scan_cache(str(tmp_path / "nope"), "hub", cache_probe._hub_lib())
+    scan = cache_probe.scan_cache(str(tmp_path / "nope"), "hub", cache_probe.hub_cache_library())
     assert scan["exists"] is False and scan["incomplete"] == [] and scan["warnings"] == []
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from diagnostics.clip_files import PROBE_IDS
 from diagnostics.findings import Status
+from diagnostics.probes.cache import OfflineState
+from diagnostics.probes.hub import HubFacts
+from diagnostics.probes.hub.facts import Endpoint
 from diagnostics.probes import needed_models as nm
 from diagnostics.rules import cache as rules
 
@@ -45,18 +49,21 @@ def locations(where="/cache/hub"):
             "endpoint": "https://huggingface.co", "set_vars": {}}
 
 
-OFF = {"effective": False, "notes": [], "honoured": ["HF_HUB_OFFLINE"], "HF_HUB_OFFLINE": None, "TRANSFORMERS_OFFLINE": None}
-ON = dict(OFF, effective=True, HF_HUB_OFFLINE="1")
-DOWN = {"endpoint": {"valid": True, "host": "huggingface.co", "display": "https://huggingface.co"},
-        "dns": {"status": "fail", "error": "gaierror: [Errno -2] Name or service not known", "target": "endpoint"},
-        "files": [], "reachable": False}
+OFF = OfflineState(hf_hub_offline=None, transformers_offline=None, hub_offline=False, effective=False,
+                   honoured=["HF_HUB_OFFLINE"], notes=[])
+ON = replace(OFF, effective=True, hf_hub_offline="1")
+HUB_ENDPOINT = Endpoint(url="https://huggingface.co", display="https://huggingface.co", source="default", valid=True,
+                        host="huggingface.co")
+DOWN = HubFacts(endpoint=HUB_ENDPOINT,
+                steps={"dns": {"status": "fail", "error": "gaierror: [Errno -2] Name or service not known",
+                               "target": "endpoint"}},
+                files=[], reachable=False)
 
 
 def up(model, outcome="ok"):
     files = [{"model": model["ref"], "file": n, "required": g["required"], "outcome": outcome,
               "size": 1000, "status_code": 200} for g in model["groups"] for n in g["names"]]
-    return {"endpoint": {"valid": True, "host": "huggingface.co", "display": "https://huggingface.co"},
-            "files": files, "reachable": outcome == "ok"}
+    return HubFacts(endpoint=HUB_ENDPOINT, files=files, reachable=outcome == "ok")
 
 
 def missing_finding(model, res, offline=OFF, hub=DOWN, versions=V5, config=None):
@@ -65,7 +72,7 @@ def missing_finding(model, res, offline=OFF, hub=DOWN, versions=V5, config=None)
 
 def test_everything_cached_is_ok():
     m = clip_model()
-    f = missing_finding(m, resolution(m), hub={"skipped": "not needed"})
+    f = missing_finding(m, resolution(m), hub=HubFacts(skipped="not needed"))
     assert f.status is Status.OK and "resolves offline" in f.summary
 
 
@@ -98,10 +105,10 @@ def test_offline_mode_with_missing_files_fails_and_lifts_offline_for_the_downloa
 def test_files_the_hub_does_not_have_are_left_out_of_the_command():
     m = clip_model()
     hub = up(m)
-    for f in hub["files"]:
+    for f in hub.files:
         if f["file"] in ("tokenizer.json", "model.safetensors"):
             f["outcome"] = "file-not-found"
-    assert rules.files_to_fetch(m, hub["files"]) == [
+    assert rules.files_to_fetch(m, hub.files) == [
         "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "config.json", "pytorch_model.bin"]
 
 
@@ -141,7 +148,7 @@ def test_other_endpoint_cache_names_the_endpoint_to_use():
     (ON, ["x"], Status.FAIL), (ON, [], Status.OK), (OFF, ["x"], Status.OK), (OFF, [], Status.INFO),
 ])
 def test_offline_flag_matrix(offline, incomplete, status):
-    hub = {"skipped": "x"} if offline["effective"] else {"files": [], "reachable": True, "endpoint": {}}
+    hub = HubFacts(skipped="x") if offline.effective else HubFacts(files=[], reachable=True)
     assert rules.rule_offline_flag(offline, incomplete, V5, hub).status is status
 
 
@@ -151,8 +158,8 @@ def test_offline_flag_everything_cached_but_hub_down_warns():
 
 
 def test_offline_flag_ignored_by_transformers_419_warns_with_the_right_variable():
-    state = dict(OFF, notes=["HF_HUB_OFFLINE is set but transformers 4.19.2 reads only TRANSFORMERS_OFFLINE"],
-                 HF_HUB_OFFLINE="1")
+    state = replace(OFF, notes=["HF_HUB_OFFLINE is set but transformers 4.19.2 reads only TRANSFORMERS_OFFLINE"],
+                    hf_hub_offline="1")
     f = rules.rule_offline_flag(state, [], V419, None)
     assert f.status is Status.WARN and "TRANSFORMERS_OFFLINE=1" in f.fix
 

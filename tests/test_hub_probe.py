@@ -4,39 +4,40 @@ from __future__ import annotations
 
 import pytest
 
+from diagnostics import redact
 from diagnostics.probes import hub
 
 
 def test_endpoint_default_mirror_and_invalid():
-    assert hub.resolve_endpoint({})["url"] == "https://huggingface.co"
+    assert hub.resolve_endpoint({}).url == "https://huggingface.co"
     mirror = hub.resolve_endpoint({"HF_ENDPOINT": "https://hf-mirror.com/"})
-    assert (mirror["url"], mirror["source"], mirror["port"]) == ("https://hf-mirror.com", "HF_ENDPOINT", 443)
-    assert not hub.resolve_endpoint({"HF_ENDPOINT": "hf-mirror.com"})["valid"]
-    assert "path" in hub.resolve_endpoint({"HF_ENDPOINT": "https://x.org/api"})["error"]
-    assert hub.resolve_endpoint({"HUGGINGFACE_CO_STAGING": "1"})["url"] == "https://hub-ci.huggingface.co"
+    assert (mirror.url, mirror.source, mirror.port) == ("https://hf-mirror.com", "HF_ENDPOINT", 443)
+    assert not hub.resolve_endpoint({"HF_ENDPOINT": "hf-mirror.com"}).valid
+    assert "path" in hub.resolve_endpoint({"HF_ENDPOINT": "https://x.org/api"}).error
+    assert hub.resolve_endpoint({"HUGGINGFACE_CO_STAGING": "1"}).url == "https://hub-ci.huggingface.co"
 
 
 def test_credentials_are_redacted_from_urls_and_text():
-    assert hub.redact_url("http://user:s3cret@proxy:3128") == "http://***@proxy:3128"
-    assert hub.redact_url("https://h.co/x?token=abc") == "https://h.co/x"
+    assert redact.redact_url("http://user:s3cret@proxy:3128") == "http://***@proxy:3128"
+    assert redact.redact_url("https://h.co/x?token=abc") == "https://h.co/x"
     text = "ProxyError('http://bob:pw@10.0.0.1:8080' ...) Authorization: Bearer hf_abcdefgh"
-    scrubbed = hub.scrub(text, secrets=["hf_abcdefgh"])
+    scrubbed = redact.scrub(text, secrets=["hf_abcdefgh"])
     assert "pw" not in scrubbed and "hf_abcdefgh" not in scrubbed and "bob" not in scrubbed
 
 
 def test_token_source_shows_presence_never_the_value(tmp_path):
     facts = hub.token_source({"HF_TOKEN": "hf_secret_value"})
-    assert facts["present"] and facts["source"] == "HF_TOKEN"
+    assert facts.present and facts.source == "HF_TOKEN"
     (tmp_path / "token").write_text("hf_file_token\n")
     from_file = hub.token_source({"HF_HOME": str(tmp_path)})
-    assert from_file["source"] == "token file" and from_file["_value"] == "hf_file_token"
-    assert not hub.token_source({"HF_HOME": str(tmp_path / "none")})["present"]
+    assert from_file.source == "token file" and from_file.value == "hf_file_token"
+    assert not hub.token_source({"HF_HOME": str(tmp_path / "none")}).present
 
 
 def test_probe_facts_never_contain_the_token(tmp_path):
     facts = hub.probe_network({"HF_TOKEN": "hf_do_not_leak", "HF_ENDPOINT": "no-scheme"}, {}, [])
     assert "hf_do_not_leak" not in repr(facts)
-    assert facts["token"] == {"present": True, "source": "HF_TOKEN", "implicit_disabled": False}
+    assert facts.token.to_dict() == {"present": True, "source": "HF_TOKEN", "implicit_disabled": False}
 
 
 def test_probe_facts_never_contain_credentials_of_endpoint_or_proxy():
@@ -49,7 +50,7 @@ def test_probe_facts_never_contain_credentials_of_endpoint_or_proxy():
     facts = hub.probe_network(env, {}, models)
     text = repr(facts)
     assert "endpoint-pw" not in text and "proxy-pw" not in text and "alice" not in text and "bob" not in text
-    assert facts["proxy"]["display"].startswith("http://***@127.0.0.1:")
+    assert facts.proxy.display.startswith("http://***@127.0.0.1:")
 
 
 @pytest.mark.parametrize("env,scheme,expected", [
@@ -75,10 +76,10 @@ def test_no_proxy_matching(host, no_proxy, bypass):
 def test_select_proxy_for_the_endpoint():
     ep = hub.resolve_endpoint({})
     chosen = hub.select_proxy(ep, {"HTTPS_PROXY": "http://u:p@proxy.corp:3128"})
-    assert (chosen["host"], chosen["port"], chosen["display"]) == ("proxy.corp", 3128, "http://***@proxy.corp:3128")
+    assert (chosen.host, chosen.port, chosen.display) == ("proxy.corp", 3128, "http://***@proxy.corp:3128")
     bypassed = hub.select_proxy(ep, {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "huggingface.co"})
-    assert bypassed["url"] is None and bypassed["bypassed_by"] == "NO_PROXY"
-    assert hub.select_proxy(ep, {"HTTPS_PROXY": "proxy:3128"})["url"] == "http://proxy:3128"
+    assert bypassed.url is None and bypassed.bypassed_by == "NO_PROXY"
+    assert hub.select_proxy(ep, {"HTTPS_PROXY": "proxy:3128"}).url == "http://proxy:3128"
 
 
 @pytest.mark.parametrize("versions,env,client,var", [
@@ -90,11 +91,11 @@ def test_select_proxy_for_the_endpoint():
 ])
 def test_loader_ca_follows_the_http_client_of_the_installed_huggingface_hub(versions, env, client, var):
     ca = hub.loader_ca(env, versions)
-    assert ca["variable"] == var
+    assert ca.variable == var
     if client:
-        assert ca["client"] == client
+        assert ca.client == client
     else:
-        assert ca["client"] in ("httpx", "httpx2")
+        assert ca.client in ("httpx", "httpx2")
 
 
 @pytest.mark.parametrize("status,headers,token,outcome", [

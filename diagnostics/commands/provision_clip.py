@@ -392,7 +392,7 @@ def run(args) -> int:
     _print_findings(before, marks, args.verbose)
     versions = ctx.fact("environment", probe_environment)["packages"]
     offline = offline_var(versions)
-    locations = ctx.fact("cache", probe_cache)["locations"] if mode == "hf-cache" else None
+    locations = ctx.fact("cache", probe_cache).locations if mode == "hf-cache" else None
 
     others = [r for r in clip_refs(ctx) if r != REPO_ID]
     if mode == "hf-cache" and others and REPO_ID not in clip_refs(ctx):

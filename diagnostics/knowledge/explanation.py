@@ -11,7 +11,7 @@ from ..findings import SCHEMA, Finding, Status
 from .confirmation import CheckSource, confirm, installed_versions_or_none, wording_note
 from .matching import match_signatures, rank
 from .records import Frame, ParsedLog, Traceback
-from .redact import redact
+from ..redact import redact
 from .qualnames import resolve_qualname
 from .results import SignatureMatch
 from .signatures import KNOWN_LOCATIONS, SIGNATURES, Signature

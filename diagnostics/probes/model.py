@@ -22,6 +22,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .cache import hub_cache_dir
 from .environment import probe_environment
 from .ldm_config import probe_ldm_config
 
@@ -349,18 +350,6 @@ TOKENIZER_OPTIONAL = ("tokenizer_config.json", "special_tokens_map.json", "token
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 TRUTHY = ("1", "on", "yes", "true")
-
-
-def hub_cache_dir(environ: Mapping[str, str]) -> str:
-    """Where huggingface_hub (and transformers >= 4.22) look for cached repos."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if environ.get(var):
-            return os.path.expanduser(environ[var])
-    home = environ.get("HF_HOME")
-    if not home:
-        xdg = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
-        home = os.path.join(xdg, "huggingface")
-    return os.path.join(os.path.expanduser(home), "hub")
 
 
 def _present(folder: Path) -> List[str]:

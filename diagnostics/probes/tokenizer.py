@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, Optional
 
 from ..clip_files import PROBE_TEXT
-from .hub import scrub
+from ..redact import scrub
 
 SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 

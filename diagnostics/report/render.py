@@ -45,7 +45,13 @@ def _code(text) -> str:
 
 
 def _json(value) -> str:
-    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    return json.dumps(value, indent=2, default=_plain, ensure_ascii=False)
+
+
+def _plain(value):
+    """Typed facts as the dicts their `to_dict()` gives; anything else JSON cannot write as its str."""
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else str(value)
 
 
 def _environment(autoescape: bool):

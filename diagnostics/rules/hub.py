@@ -11,13 +11,10 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
-from ..findings import Finding, Status, skip
-from ..probes.cache import probe_cache
-from ..probes.environment import probe_environment
-from ..probes.hub import probe_hub
-from ..probes.needed_models import probe_needed_models
-from ..registry import Check
-from .cache import offline_var, q
+from ..findings import Finding, Status, skip, verdict
+from ..probes.hub import HubFacts
+from ..registry import Check, Precondition
+from .cache import offline_var, shell_quote
 
 OFFLINE_HINT = "this machine cannot reach the Hub: provision the files instead (cache.model-missing gives the " \
                "commands) and start with `{offline}`"
@@ -29,16 +26,30 @@ def _severity(need: bool, timeout: bool = False) -> Status:
     return Status.WARN if timeout else Status.INFO
 
 
-def _not_applicable(code: str, title: str, hub: Dict[str, Any]) -> Optional[Finding]:
-    if "skipped" in hub:
-        return skip(code, title, hub["skipped"].capitalize() + ".")
-    return None
+def _why_not_probed(hub: HubFacts) -> Optional[str]:
+    return hub.skipped.capitalize() + "." if hub.skipped is not None else None
 
 
-def _unreached(code: str, title: str, step: Dict[str, Any]) -> Optional[Finding]:
-    if step.get("status") == "not-reached":
-        return skip(code, title, f"Not reached: {step.get('reason')}.")
-    return None
+def _step_reached(step: str) -> Precondition:
+    def unmet(hub: HubFacts) -> Optional[str]:
+        if hub.step(step).get("status") == "not-reached":
+            return f"Not reached: {hub.step(step).get('reason')}."
+        return None
+    return Precondition(f"the {step} step reached", ("hub",), unmet)
+
+
+def _tls_in_use(hub: HubFacts) -> Optional[str]:
+    endpoint = hub.endpoint
+    return f"{endpoint.display} is plain http: no TLS." if endpoint.scheme == "http" and endpoint.valid else None
+
+
+# The network probe ran: the loaders touch the network (not offline with everything cached, and a
+# needed model is on the Hub).
+HUB_PROBED = Precondition("Hub probe applicable", ("hub",), _why_not_probed)
+DNS_REACHED = _step_reached("dns")
+CONNECT_REACHED = _step_reached("connect")
+TLS_IN_USE = Precondition("the endpoint uses https", ("hub",), _tls_in_use)
+TLS_REACHED = _step_reached("tls")
 
 
 def _consequence(need: bool, offline: str) -> str:
@@ -47,109 +58,95 @@ def _consequence(need: bool, offline: str) -> str:
     return (f"Everything needed is cached, so loading still works; `{offline}` skips the Hub round trips.")
 
 
-def rule_endpoint(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.endpoint", "Hub endpoint (HF_ENDPOINT)"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    ep, token = hub["endpoint"], hub.get("token", {})
-    evidence = {"endpoint": ep.get("display"), "source": ep.get("source"),
-                "token": {"present": token.get("present"), "source": token.get("source"),
-                          "HF_HUB_DISABLE_IMPLICIT_TOKEN": token.get("implicit_disabled")}}
-    token_text = (f"a token is set ({token['source']}; value not shown)" if token.get("present")
-                  else "no token is set")
-    if not ep.get("valid"):
-        return Finding(code, _severity(need), title,
-                       f"The Hub endpoint {ep.get('display')!r} from {ep.get('source')} is not usable: {ep.get('error')}.",
+def rule_endpoint(hub: HubFacts, need: bool, offline: str) -> Finding:
+    endpoint, token = hub.endpoint, hub.token
+    evidence = {"endpoint": endpoint.display, "source": endpoint.source,
+                "token": {"present": token.present, "source": token.source,
+                          "HF_HUB_DISABLE_IMPLICIT_TOKEN": token.implicit_disabled}}
+    token_text = f"a token is set ({token.source}; value not shown)" if token.present else "no token is set"
+    if not endpoint.valid:
+        return verdict(_severity(need),
+                       f"The Hub endpoint {endpoint.display!r} from {endpoint.source} is not usable: {endpoint.error}.",
                        evidence=evidence,
                        cause="huggingface_hub builds every URL as <endpoint>/<repo>/resolve/<revision>/<file>.",
                        fix="`unset HF_ENDPOINT` to use https://huggingface.co, or set it to the mirror's base URL, "
                            "e.g. `export HF_ENDPOINT=https://hf-mirror.com`.")
-    if ep.get("source") != "default":
-        return Finding(code, Status.INFO, title,
-                       f"Downloads go to {ep['display']} (set by {ep['source']}), not huggingface.co; {token_text}.",
+    if endpoint.source != "default":
+        return verdict(Status.INFO,
+                       f"Downloads go to {endpoint.display} (set by {endpoint.source}), not huggingface.co; {token_text}.",
                        evidence=evidence,
                        cause="A mirror must hold every needed repo; transformers < 4.22 caches per endpoint, so files "
                              "fetched through another endpoint are not found (K01 d).",
                        fix="If the mirror is not intended: `unset HF_ENDPOINT`.")
-    return Finding(code, Status.OK, title, f"{ep['display']} (default); {token_text}.", evidence=evidence)
+    return verdict(Status.OK, f"{endpoint.display} (default); {token_text}.", evidence=evidence)
 
 
-def rule_proxy(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.proxy", "Proxy settings"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    proxy = hub.get("proxy", {})
-    evidence = {"proxy": proxy.get("display"), "variable": proxy.get("variable"), "no_proxy": proxy.get("no_proxy"),
-                "bypassed_by": proxy.get("bypassed_by"), "proxy_variables_set": proxy.get("set")}
-    host = hub.get("endpoint", {}).get("host")
-    if not proxy.get("variable"):
-        extra = f" ({', '.join(proxy['set'])} set for other schemes)" if proxy.get("set") else ""
-        return Finding(code, Status.OK, title, f"No proxy applies to {host}: direct connection{extra}.",
+def rule_proxy(hub: HubFacts, need: bool, offline: str) -> Finding:
+    proxy = hub.proxy
+    evidence = {"proxy": proxy.display, "variable": proxy.variable, "no_proxy": proxy.no_proxy,
+                "bypassed_by": proxy.bypassed_by, "proxy_variables_set": proxy.variables_set}
+    host = hub.endpoint.host
+    if not proxy.variable:
+        extra = f" ({', '.join(proxy.variables_set)} set for other schemes)" if proxy.variables_set else ""
+        return verdict(Status.OK, f"No proxy applies to {host}: direct connection{extra}.",
                        evidence=evidence)
-    if proxy.get("bypassed_by"):
-        return Finding(code, Status.INFO, title,
-                       f"{proxy['variable']}={proxy['display']} is set, but {proxy['bypassed_by']} exempts {host}: "
+    if proxy.bypassed_by:
+        return verdict(Status.INFO,
+                       f"{proxy.variable}={proxy.display} is set, but {proxy.bypassed_by} exempts {host}: "
                        "direct connection.", evidence=evidence)
-    fix = (f"If this machine reaches the Hub directly: `unset {proxy['variable']}`; otherwise correct the address "
-           f"(`export {proxy['variable']}=http://proxy.example:3128`), or exempt the Hub: "
+    fix = (f"If this machine reaches the Hub directly: `unset {proxy.variable}`; otherwise correct the address "
+           f"(`export {proxy.variable}=http://proxy.example:3128`), or exempt the Hub: "
            f"`export NO_PROXY={host}`. ")
-    if proxy.get("error"):
-        return Finding(code, _severity(need), title,
-                       f"{proxy['variable']}={proxy['display']} is not a usable proxy URL: {proxy['error']}.",
+    if proxy.error:
+        return verdict(_severity(need),
+                       f"{proxy.variable}={proxy.display} is not a usable proxy URL: {proxy.error}.",
                        evidence=evidence, cause="HTTP clients reject the whole request when the proxy URL is invalid.",
                        fix=fix)
-    failed = None
-    for step in ("dns", "connect"):
-        facts = hub.get(step, {})
-        if facts.get("target") == "proxy" and facts.get("status") in ("fail", "timeout"):
-            failed = (step, facts)
-            break
-    tunnel = hub.get("tunnel", {})
-    if failed is None and tunnel.get("status") in ("fail", "timeout"):
-        failed = ("tunnel", tunnel)
-    bad_files = [f for f in hub.get("files", []) if f.get("outcome") in ("proxy-error", "proxy-auth")]
-    if failed is None and bad_files:
-        failed = ("http", {"error": bad_files[0].get("error") or f"HTTP {bad_files[0].get('status_code')}",
-                           "status": "fail"})
+    failed = _failing_proxy_step(hub)
     if failed:
         step, facts = failed
         what = {"dns": "does not resolve", "connect": "refuses or drops connections", "tunnel": "refuses the tunnel",
                 "http": "fails the request"}[step]
         evidence["error"] = facts.get("error")
-        return Finding(code, _severity(need, facts.get("status") == "timeout"), title,
-                       f"The proxy {proxy['display']} from {proxy['variable']} {what}: {facts.get('error')}.",
+        return verdict(_severity(need, facts.get("status") == "timeout"),
+                       f"The proxy {proxy.display} from {proxy.variable} {what}: {facts.get('error')}.",
                        evidence=evidence,
                        cause="Every Hub request goes through this proxy; older transformers (4.19) raise "
                              "requests.exceptions.ProxyError straight out of from_pretrained (K01 k). "
                              + _consequence(need, offline),
                        fix=fix + (f"Or: {OFFLINE_HINT.format(offline=offline)}." if need else ""))
-    return Finding(code, Status.OK, title, f"Requests to {host} go through {proxy['display']} ({proxy['variable']}), "
+    return verdict(Status.OK, f"Requests to {host} go through {proxy.display} ({proxy.variable}), "
                                            "which answers.", evidence=evidence)
 
 
-def rule_dns(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.dns", "Hub host name resolves"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    dns = hub.get("dns", {})
-    un = _unreached(code, title, dns)
-    if un:
-        return un
-    host = hub["endpoint"]["host"]
-    evidence = {k: dns.get(k) for k in ("host", "addresses", "error", "seconds", "target", "status")}
+def _failing_proxy_step(hub: HubFacts):
+    """(step, its facts) of the first step the proxy fails: dns/connect to it, the tunnel, or HTTP."""
+    for step in ("dns", "connect"):
+        facts = hub.step(step)
+        if facts.get("target") == "proxy" and facts.get("status") in ("fail", "timeout"):
+            return step, facts
+    tunnel = hub.step("tunnel")
+    if tunnel.get("status") in ("fail", "timeout"):
+        return "tunnel", tunnel
+    refused = [answer for answer in hub.files if answer.get("outcome") in ("proxy-error", "proxy-auth")]
+    if refused:
+        return "http", {"error": refused[0].get("error") or f"HTTP {refused[0].get('status_code')}", "status": "fail"}
+    return None
+
+
+def rule_dns(hub: HubFacts, need: bool, offline: str) -> Finding:
+    dns, host = hub.step("dns"), hub.endpoint.host
+    evidence = {key: dns.get(key) for key in ("host", "addresses", "error", "seconds", "target", "status")}
     if dns.get("target") == "proxy":
         if dns["status"] == "ok":
-            return Finding(code, Status.OK, title, f"The proxy host {dns['host']} resolves; the proxy resolves {host}.",
+            return verdict(Status.OK, f"The proxy host {dns['host']} resolves; the proxy resolves {host}.",
                            evidence=evidence)
-        return skip(code, title, f"The proxy host {dns['host']} does not resolve: see hub.proxy.", **evidence)
+        return verdict(Status.SKIP, f"The proxy host {dns['host']} does not resolve: see hub.proxy.", evidence=evidence)
     if dns["status"] == "ok":
         literal = " (an IP address, no lookup)" if dns.get("literal") else ""
-        return Finding(code, Status.OK, title, f"{host} -> {', '.join(dns['addresses'])}{literal}.", evidence=evidence)
+        return verdict(Status.OK, f"{host} -> {', '.join(dns['addresses'])}{literal}.", evidence=evidence)
     timeout = dns["status"] == "timeout"
-    return Finding(code, _severity(need, timeout), title,
+    return verdict(_severity(need, timeout),
                    f"{host} does not resolve ({dns.get('error')}): this machine has no working route to the Hub.",
                    evidence=evidence,
                    cause=("No DNS answer: an air-gapped or firewalled host, a missing resolver, or a typo in "
@@ -160,31 +157,24 @@ def rule_dns(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
                    if need else f"`export {offline}`")
 
 
-def rule_connect(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.connect", "TCP connection to the Hub"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    conn = hub.get("connect", {})
-    un = _unreached(code, title, conn)
-    if un:
-        return un
+def rule_connect(hub: HubFacts, need: bool, offline: str) -> Finding:
+    conn = hub.step("connect")
     if conn.get("target") == "proxy":
         if conn["status"] == "ok":
-            return Finding(code, Status.OK, title, f"Connected to the proxy at {conn['address']}:{conn['port']}.",
-                           evidence={k: conn.get(k) for k in ("address", "port", "seconds", "target")})
-        return skip(code, title, "The proxy does not accept connections: see hub.proxy.")
-    ep = hub["endpoint"]
-    evidence = {k: conn.get(k) for k in ("address", "port", "kind", "error", "attempts", "seconds", "status")}
+            return verdict(Status.OK, f"Connected to the proxy at {conn['address']}:{conn['port']}.",
+                           evidence={key: conn.get(key) for key in ("address", "port", "seconds", "target")})
+        return verdict(Status.SKIP, "The proxy does not accept connections: see hub.proxy.")
+    endpoint = hub.endpoint
+    evidence = {key: conn.get(key) for key in ("address", "port", "kind", "error", "attempts", "seconds", "status")}
     if conn["status"] == "ok":
-        return Finding(code, Status.OK, title, f"Connected to {ep['host']} at {conn['address']}:{conn['port']} "
+        return verdict(Status.OK, f"Connected to {endpoint.host} at {conn['address']}:{conn['port']} "
                                                f"in {conn['seconds']:.2f} s.", evidence=evidence)
     kind = conn.get("kind")
     why = {"refused": "the port is closed (nothing listens, or a firewall rejects it)",
            "timeout": "packets are dropped (firewall without a reject rule)",
            "unreachable": "no route to the network"}.get(kind, "the connection failed")
-    return Finding(code, _severity(need, kind == "timeout"), title,
-                   f"Cannot connect to {ep['host']}:{ep['port']}: {why} ({conn.get('error')}).",
+    return verdict(_severity(need, kind == "timeout"),
+                   f"Cannot connect to {endpoint.host}:{endpoint.port}: {why} ({conn.get('error')}).",
                    evidence=evidence,
                    cause="A direct connection is needed unless a proxy variable (HTTPS_PROXY) says otherwise. "
                          + _consequence(need, offline),
@@ -192,64 +182,57 @@ def rule_connect(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
                         "`export HTTPS_PROXY=http://<proxy>:<port>`") if need else f"`export {offline}`")
 
 
-def rule_tls(hub: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.tls", "TLS certificate of the Hub"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    tls = hub.get("tls", {})
-    ep = hub["endpoint"]
-    if ep.get("scheme") == "http" and ep.get("valid"):
-        return skip(code, title, f"{ep['display']} is plain http: no TLS.")
-    un = _unreached(code, title, tls)
-    if un:
-        return un
-    ca = tls.get("ca") or hub.get("ca") or {}
-    evidence = {k: tls.get(k) for k in ("host", "version", "issuer", "subject", "error", "verify_message",
+def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
+    tls, endpoint = hub.step("tls"), hub.endpoint
+    ca = tls.get("ca") or (hub.ca.to_dict() if hub.ca else {})
+    evidence = {key: tls.get(key) for key in ("host", "version", "issuer", "subject", "error", "verify_message",
                                          "alternatives", "seconds", "status")}
     evidence["ca"] = ca
     ca_text = ca.get("variable") or ca.get("default") or "default"
     if tls["status"] == "ok":
-        return Finding(code, Status.OK, title,
-                       f"{tls.get('version')} with {ep['host']}, certificate issued by {tls.get('issuer')}, verified "
+        return verdict(Status.OK,
+                       f"{tls.get('version')} with {endpoint.host}, certificate issued by {tls.get('issuer')}, verified "
                        f"with the CA certificates {ca.get('client')} uses ({ca_text}).", evidence=evidence)
     if tls.get("kind") == "bad-ca-file":
-        var = ca.get("variable") or "the CA bundle"
-        return Finding(code, _severity(need), title,
-                       f"The CA certificates named by {var} cannot be loaded: {tls.get('error')}.",
+        variable = ca.get("variable") or "the CA bundle"
+        return verdict(_severity(need),
+                       f"The CA certificates named by {variable} cannot be loaded: {tls.get('error')}.",
                        evidence=evidence,
-                       cause=f"{ca.get('client')} verifies the Hub with the certificates {var} names; a missing or "
+                       cause=f"{ca.get('client')} verifies the Hub with the certificates {variable} names; a missing or "
                              "unreadable file makes every HTTPS request fail. " + _consequence(need, offline),
-                       fix=f"Point {var} at an existing PEM bundle, or `unset {var}` to use the default."
+                       fix=f"Point {variable} at an existing PEM bundle, or `unset {variable}` to use the default."
                        if ca.get("variable") else "Reinstall certifi: `pip install --force-reinstall certifi`.")
     if tls.get("kind") == "verify":
-        accepted = [a for a in tls.get("alternatives", []) if a.get("accepts")]
+        accepted = [other for other in tls.get("alternatives", []) if other.get("accepts")]
         if accepted:
-            alt = accepted[0]
-            path = alt.get("cafile") or alt.get("capath")
-            fix = (f"`export SSL_CERT_FILE={q(path)} REQUESTS_CA_BUNDLE={q(path)}` (the {alt['source']} accepts the "
+            alternative = accepted[0]
+            path = alternative.get("cafile") or alternative.get("capath")
+            fix = (f"`export SSL_CERT_FILE={shell_quote(path)} REQUESTS_CA_BUNDLE={shell_quote(path)}` (the "
+                   f"{alternative['source']} accepts the "
                    f"certificate; huggingface_hub >= 1.0 reads SSL_CERT_FILE, requests-based versions read "
                    "REQUESTS_CA_BUNDLE)")
         else:
             fix = ("Get the CA certificate of the proxy or mirror that signs this certificate (PEM), append it to a "
                    "bundle and point both clients at it: `export SSL_CERT_FILE=/path/to/ca-bundle.pem "
                    "REQUESTS_CA_BUNDLE=/path/to/ca-bundle.pem`")
-        return Finding(code, _severity(need), title,
-                       f"The certificate of {ep['host']} is not trusted: {tls.get('verify_message') or tls.get('error')} "
+        return verdict(_severity(need),
+                       f"The certificate of {endpoint.host} is not trusted: {tls.get('verify_message') or tls.get('error')} "
                        f"(checked with {ca.get('client')}'s CA certificates: {ca_text}).",
                        evidence=evidence,
                        cause="A TLS-intercepting proxy or a self-signed mirror presents a certificate the client's CA "
                              "bundle does not contain (K28); huggingface_hub treats it like a network error, "
                              "transformers 4.19 raises SSLError. " + _consequence(need, offline),
                        fix=fix)
-    return Finding(code, _severity(need, tls["status"] == "timeout"), title,
-                   f"TLS handshake with {ep['host']} failed: {tls.get('error')}.",
+    return verdict(_severity(need, tls["status"] == "timeout"),
+                   f"TLS handshake with {endpoint.host} failed: {tls.get('error')}.",
                    evidence=evidence,
                    cause="The connection opens but TLS does not complete: deep packet inspection, a port that is "
                          "not TLS, or an old OpenSSL. " + _consequence(need, offline),
                    fix=OFFLINE_HINT.format(offline=offline) if need else f"`export {offline}`")
 
 
+ANSWER_EVIDENCE_KEYS = ("file", "required", "status_code", "outcome", "x_error_code", "x_error_message", "commit",
+                        "size", "cdn", "cdn_check", "seconds", "error")
 OUTCOMES = {
     "gated": ("is gated: the Hub wants an accepted licence and a token",
               "The repository requires accepting its terms on the model page; requests without a token with access "
@@ -293,102 +276,103 @@ OUTCOMES = {
 }
 
 
-def rule_http_status(hub: Dict[str, Any], model: Dict[str, Any], need: bool, offline: str) -> Finding:
+def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: str) -> Finding:
     code, title = "hub.http-status", f"Hub answers for {model['ref']}"
-    na = _not_applicable(code, title, hub)
-    if na:
-        return na
-    for step in ("dns", "connect", "tunnel", "tls"):
-        facts = hub.get(step, {})
-        if facts.get("status") in ("fail", "timeout"):
-            return skip(code, title, f"Not reached: the {step} step failed (see hub.{'proxy' if step == 'tunnel' or facts.get('target') == 'proxy' else step}).")
-    if not hub.get("endpoint", {}).get("valid"):
+    why_not = _why_not_probed(hub)
+    if why_not:  # per model, with the model in the title (a precondition would give one finding for all)
+        return skip(code, title, why_not)
+    failed = hub.failed_step()
+    if failed:
+        see = "proxy" if failed == "tunnel" or hub.step(failed).get("target") == "proxy" else failed
+        return skip(code, title, f"Not reached: the {failed} step failed (see hub.{see}).")
+    if not hub.endpoint.valid:
         return skip(code, title, "Not reached: the endpoint is not usable (see hub.endpoint).")
-    files = [f for f in hub.get("files", []) if f.get("model") == model["ref"]]
+    files = hub.files_of(model["ref"])
     if not files:
         return skip(code, title, f"{model['ref']} is not loaded from the Hub.")
-    evidence = {"model": model["ref"], "files": [{k: f.get(k) for k in (
-        "file", "required", "status_code", "outcome", "x_error_code", "x_error_message", "commit", "size", "cdn",
-        "cdn_check", "seconds", "error")} for f in files]}
+    evidence = {"model": model["ref"], "files": [{key: answer.get(key) for key in ANSWER_EVIDENCE_KEYS}
+                                                 for answer in files]}
     good = ("ok", "redirect")
-    bad = [f for f in files if f["outcome"] not in good and not (f["outcome"] == "file-not-found" and not f["required"])]
     # A group is satisfied by any of its names: the second weights format may be absent on the Hub.
     groups_missing = []
     for group in model["groups"]:
-        names = group["names"]
-        outcomes = [f["outcome"] for f in files if f["file"] in names]
-        if group["required"] and outcomes and not any(o in good for o in outcomes):
-            groups_missing.append(names[0])
-    bad = [f for f in bad if f["outcome"] != "file-not-found" or f["file"] in groups_missing]
-    ep = hub["endpoint"]
-    token = hub.get("token", {})
+        outcomes = [answer["outcome"] for answer in files if answer["file"] in group["names"]]
+        if group["required"] and outcomes and not any(outcome in good for outcome in outcomes):
+            groups_missing.append(group["names"][0])
+    bad = [answer for answer in files if answer["outcome"] not in good
+           and (answer["outcome"] != "file-not-found" or (answer["required"] and answer["file"] in groups_missing))]
+    endpoint, token = hub.endpoint, hub.token
     if bad:
         first = bad[0]
         outcome = first["outcome"]
         phrase, cause, fix = OUTCOMES.get(outcome, OUTCOMES["http-error"]) if outcome != "file-not-found" else (
             "lacks the file", "The repository has no such file at revision main (X-Error-Code EntryNotFound).",
             "Check that the id names the model you mean")
-        fmt = {"endpoint": ep.get("display"), "repo": model.get("repo_id"), "status": first.get("status_code"),
-               "offline": offline, "token": token.get("source") or "the token file",
-               "token_var": token.get("source") if token.get("source") in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-               else "HF_TOKEN"}
+        fmt = {"endpoint": endpoint.display, "repo": model.get("repo_id"), "status": first.get("status_code"),
+               "offline": offline, "token": token.source or "the token file",
+               "token_var": token.source if token.source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else "HF_TOKEN"}
         status_text = f"HTTP {first['status_code']}" if first.get("status_code") else first.get("error") or outcome
         code_text = f", X-Error-Code {first['x_error_code']}" if first.get("x_error_code") else ""
         return Finding(code, _severity(need, outcome == "timeout"), title,
                        f"{model['ref']} {phrase.format(**fmt)} ({first['file']}: {status_text}{code_text}).",
                        evidence=evidence, cause=cause.format(**fmt) + " " + _consequence(need, offline),
                        fix=fix.format(**fmt) + ".")
-    cdn_bad = [f for f in files if f.get("cdn_check") and f["cdn_check"]["outcome"] != "ok"]
+    cdn_bad = [answer for answer in files if answer.get("cdn_check") and answer["cdn_check"]["outcome"] != "ok"]
     if cdn_bad:
-        f = cdn_bad[0]
-        host = urlsplit(f["cdn"]).hostname if f.get("cdn") else "the CDN"
-        return Finding(code, _severity(need, f["cdn_check"]["outcome"] == "timeout"), title,
+        answer = cdn_bad[0]
+        host = urlsplit(answer["cdn"]).hostname if answer.get("cdn") else "the CDN"
+        cdn_check = answer["cdn_check"]
+        return Finding(code, _severity(need, cdn_check["outcome"] == "timeout"), title,
                        f"{model['ref']}: the Hub answers, but the weights are served from {host}, which fails "
-                       f"({f['cdn_check'].get('error') or f['cdn_check'].get('status_code')}).",
+                       f"({cdn_check.get('error') or cdn_check.get('status_code')}).",
                        evidence=evidence,
                        cause="Large (LFS/Xet) files redirect to a CDN host that firewalls often do not allow. "
                              + _consequence(need, offline),
                        fix=f"Allow {host} in the firewall/proxy, or download the weights elsewhere and provision them.")
-    commit = next((f.get("commit") for f in files if f.get("commit")), None)
-    sizes = sum(f.get("size") or 0 for f in files if f["outcome"] in good)
+    commit = next((answer.get("commit") for answer in files if answer.get("commit")), None)
+    answered = [answer for answer in files if answer["outcome"] in good]
+    sizes = sum(answer.get("size") or 0 for answer in answered)
     return Finding(code, Status.OK, title,
-                   f"{model['ref']} at {ep.get('display')}: every needed file answers (commit "
-                   f"{(commit or '?')[:12]}, {len([f for f in files if f['outcome'] in good])} files, "
+                   f"{model['ref']} at {endpoint.display}: every needed file answers (commit "
+                   f"{(commit or '?')[:12]}, {len(answered)} files, "
                    f"{sizes / 1e6:.1f} MB).", evidence=evidence)
 
 
-# -- wiring --------------------------------------------------------------------------------------
+# -- declarations --------------------------------------------------------------------------------
 
-def _context(ctx):
-    versions = ctx.fact("environment", probe_environment)["packages"]
-    needed = ctx.fact("needed_models", probe_needed_models)
-    cache = ctx.fact("cache", probe_cache)
-    hub = ctx.fact("hub", probe_hub)
-    res = {m["ref"]: m["resolution"] for m in cache["models"]}
-    incomplete = {m["ref"] for m in needed["models"] if m["kind"] == "hub" and res[m["ref"]]["missing"]}
-    return versions, needed, hub, incomplete
-
-
-def _step_check(rule):
-    def check(ctx):
-        versions, _, hub, incomplete = _context(ctx)
-        return [rule(hub, bool(incomplete), offline_var(versions))]
-    return check
+def _with_stakes(rule):
+    """A step rule over the declared facts: `need` (a needed Hub file is not cached) and the offline
+    variable of the installed transformers."""
+    def evaluate(hub: HubFacts, hub_downloads: List[str], versions) -> Finding:
+        return rule(hub, bool(hub_downloads), offline_var(versions))
+    evaluate.__doc__ = rule.__doc__
+    return evaluate
 
 
-def check_http_status(ctx):
-    versions, needed, hub, incomplete = _context(ctx)
-    models = [m for m in needed["models"] if m["kind"] == "hub" and m.get("repo_id")]
-    if not models:
-        return [skip("hub.http-status", "Hub answers for the needed models", "No needed model is loaded from the Hub.")]
-    return [rule_http_status(hub, m, m["ref"] in incomplete, offline_var(versions)) for m in models]
+def _hub_models(needed_models) -> List[Dict[str, Any]]:
+    return [model for model in needed_models["models"] if model["kind"] == "hub" and model.get("repo_id")]
 
+
+def check_http_status(hub: HubFacts, hub_downloads: List[str], versions, needed_models) -> List[Finding]:
+    return [rule_http_status(hub, model, model["ref"] in hub_downloads, offline_var(versions))
+            for model in _hub_models(needed_models)]
+
+
+HUB_MODELS_NEEDED = Precondition("a needed model is on the Hub", ("needed_models",),
+                                 lambda needed_models: None if _hub_models(needed_models)
+                                 else "No needed model is loaded from the Hub.")
+STEP_FACTS = ("hub", "hub_downloads", "versions")
 
 CHECKS: List[Check] = [
-    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _step_check(rule_endpoint), reads=("ctx",)),
-    Check("hub.proxy", "Proxy settings", _step_check(rule_proxy), reads=("ctx",)),
-    Check("hub.dns", "Hub host name resolves", _step_check(rule_dns), reads=("ctx",)),
-    Check("hub.connect", "TCP connection to the Hub", _step_check(rule_connect), reads=("ctx",)),
-    Check("hub.tls", "TLS certificate of the Hub", _step_check(rule_tls), reads=("ctx",)),
-    Check("hub.http-status", "Hub answers for the needed models", check_http_status, reads=("ctx",)),
+    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _with_stakes(rule_endpoint), reads=STEP_FACTS,
+          requires=(HUB_PROBED,)),
+    Check("hub.proxy", "Proxy settings", _with_stakes(rule_proxy), reads=STEP_FACTS, requires=(HUB_PROBED,)),
+    Check("hub.dns", "Hub host name resolves", _with_stakes(rule_dns), reads=STEP_FACTS,
+          requires=(HUB_PROBED, DNS_REACHED)),
+    Check("hub.connect", "TCP connection to the Hub", _with_stakes(rule_connect), reads=STEP_FACTS,
+          requires=(HUB_PROBED, CONNECT_REACHED)),
+    Check("hub.tls", "TLS certificate of the Hub", _with_stakes(rule_tls), reads=STEP_FACTS,
+          requires=(HUB_PROBED, TLS_IN_USE, TLS_REACHED)),
+    Check("hub.http-status", "Hub answers for the needed models", check_http_status,
+          reads=STEP_FACTS + ("needed_models",), requires=(HUB_MODELS_NEEDED,)),
 ]
