@@ -79,7 +79,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
                     else:
                         part = read_torch_pickle_file(fh, size)
             except OSError as exc:
-                result.problems.append(problem("ckpt.format", "os-error", f"cannot read {file}: {exc.strerror or exc}"))
+                result.problems.append(problem("os-error", f"cannot read {file}: {exc.strerror or exc}"))
                 continue
             rel = os.path.relpath(file, path)
             result.container["files"].append({"file": rel, "bytes": size, "tensors": len(part.tensors)})
@@ -88,7 +88,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
                 t.file = file
                 result.tensors.append(t)
             for p in part.problems:
-                result.problems.append(dict(p, file=rel))
+                result.problems.append(p.with_evidence(file=rel))
             if part.pickle is not None:
                 pickles.append(dict(part.pickle, file=rel))
     if pickles:
@@ -113,7 +113,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
         }
     result.hints["diffusers"] = {"configs": configs, "components": [k for k in index if not k.startswith("_")]}
     if not result.container["files"]:
-        result.problems.append(problem("ckpt.format", "diffusers-no-weights",
+        result.problems.append(problem("diffusers-no-weights",
                                        "model_index.json is there but no component folder holds weights",
                                        components=result.hints["diffusers"]["components"]))
     return result
