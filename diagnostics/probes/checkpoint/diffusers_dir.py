@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from .layout import VARIANTS
 from .records import ReadResult, problem
 from .safetensors_fmt import read_safetensors
 from .torchfile import read_torch_pickle_file, read_torch_zip
@@ -127,7 +128,7 @@ def diffusers_layout(configs: Dict[str, Any]) -> Dict[str, Any]:
         ctx = ctx[0] if ctx else None
     family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(ctx, "unknown")
     in_ch = unet.get("in_channels")
-    variant = {4: "txt2img", 9: "inpainting", 5: "depth", 8: "pix2pix"}.get(in_ch, "unknown")
+    variant = VARIANTS.get(in_ch, "unknown")
     kinds = []
     te = configs.get("text_encoder", {})
     width = te.get("hidden_size")
