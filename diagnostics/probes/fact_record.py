@@ -1,7 +1,7 @@
 """A fact bundle with named fields that prints as the JSON it always was.
 
 Probes return dataclasses built on `FactRecord`, so a reader sees what a probe returns and the rules
-read attributes (`facts.format`, `config.summary`). `to_dict()` gives the JSON form (`inspect --json`,
+read attributes (`facts.format`, `ldm_config.summary`). `to_dict()` gives the JSON form (`inspect --json`,
 the report's facts): the fields in declaration order, less those still `UNSET` (keys that only some
 inputs produce) and those declared with `metadata={"json": False}` (e.g. the tensor records a
 checkpoint fact keeps for the config checks). Read as a mapping (`facts["format"]`, `facts.get(...)`),

@@ -3,8 +3,8 @@
 Each rule is a pure function of the checkpoint facts (plus, where the verdict depends on them, the
 installed torch / transformers versions and the environment), so the tests feed them hand-made
 facts. Each check declares its preconditions (`common.py`): a checkpoint given, its content read,
-EMA weights there; an unmet one is the check's `skip`, whose reason points at `ckpt.format` /
-`ckpt.corrupt`, which say why. The modules, by what they judge:
+EMA weights there; the registry evaluates them, and an unmet one is the check's `skip`, whose reason
+points at `ckpt.format` / `ckpt.corrupt`, which say why. The modules, by what they judge:
 
 - `problems.py`: the table from a probe's problem kind to finding, cause and fix;
 - `integrity.py`: file format, structure, pickle safety, torch's weights_only loader;
@@ -14,15 +14,13 @@ EMA weights there; an unmet one is the check's `skip`, whose reason points at `c
 
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from ...findings import Finding
-from ...probes.checkpoint import probe_checkpoint
 from ...probes.checkpoint.facts import CheckpointFacts
-from ...probes.environment import installed_versions
 from ...registry import Check
 from . import content, ema, integrity
-from .common import CHECKPOINT_GIVEN, CHECKPOINT_READABLE, EMA_PRESENT, NO_CHECKPOINT, TITLES, UNREADABLE, requires
+from .common import CHECKPOINT_GIVEN, CHECKPOINT_READABLE, EMA_PRESENT, NO_CHECKPOINT, TITLES, UNREADABLE
 from .problems import DOWNLOAD_FIX, PROBLEMS, ProblemRow, problem_row
 
 text_encoder_loaded_by = content.text_encoder_loaded_by
@@ -30,63 +28,83 @@ text_encoder_loaded_by = content.text_encoder_loaded_by
 READ = (CHECKPOINT_GIVEN, CHECKPOINT_READABLE)
 WITH_EMA = READ + (EMA_PRESENT,)
 
-# The declarations, in report order: code, rule, preconditions, and which of (torch version,
-# transformers version, environment) the rule reads besides the facts.
+
+def _facts_only(rule):
+    return lambda checkpoint: rule(checkpoint)
+
+
+def _with_transformers(rule):
+    return lambda checkpoint, versions: rule(checkpoint, versions.get("transformers"))
+
+
+def _with_torch(rule):
+    return lambda checkpoint, versions, environ: rule(checkpoint, versions.get("torch"), environ)
+
+
+_FACTS, _TRANSFORMERS, _TORCH = ("checkpoint",), ("checkpoint", "versions"), ("checkpoint", "versions", "environ")
+
+# The declarations, in report order: code, rule, preconditions, and the facts the rule reads.
 DECLARED: Tuple[Tuple[str, Callable[..., Finding], tuple, Tuple[str, ...]], ...] = (
-    ("ckpt.format", integrity.rule_format, (CHECKPOINT_GIVEN,), ()),
-    ("ckpt.corrupt", integrity.rule_corrupt, (CHECKPOINT_GIVEN,), ()),
-    ("ckpt.unsafe-pickle", integrity.rule_unsafe_pickle, READ, ()),
-    ("ckpt.weights-only-refused", integrity.rule_weights_only, READ, ("torch", "environ")),
-    ("ckpt.components", content.rule_components, READ, ()),
-    ("ckpt.family", content.rule_family, READ, ()),
-    ("ckpt.clip-missing", content.rule_clip_missing, READ, ("transformers",)),
-    ("ckpt.clip-position-ids", content.rule_clip_position_ids, READ, ("transformers",)),
-    ("ckpt.ema-absent", ema.rule_ema_absent, READ, ()),
-    ("ckpt.ema-incomplete", ema.rule_ema_incomplete, WITH_EMA, ()),
-    ("ckpt.ema-shape-mismatch", ema.rule_ema_shape_mismatch, WITH_EMA, ()),
-    ("ckpt.ema-untrained", ema.rule_ema_untrained, WITH_EMA, ()),
-    ("ckpt.nonfinite", content.rule_nonfinite, READ, ()),
-    ("ckpt.dtype", content.rule_dtype, READ, ()),
-    ("ckpt.hash", content.rule_hash, (CHECKPOINT_GIVEN,), ()),
+    ("ckpt.format", integrity.rule_format, (CHECKPOINT_GIVEN,), _FACTS),
+    ("ckpt.corrupt", integrity.rule_corrupt, (CHECKPOINT_GIVEN,), _FACTS),
+    ("ckpt.unsafe-pickle", integrity.rule_unsafe_pickle, READ, _FACTS),
+    ("ckpt.weights-only-refused", integrity.rule_weights_only, READ, _TORCH),
+    ("ckpt.components", content.rule_components, READ, _FACTS),
+    ("ckpt.family", content.rule_family, READ, _FACTS),
+    ("ckpt.clip-missing", content.rule_clip_missing, READ, _TRANSFORMERS),
+    ("ckpt.clip-position-ids", content.rule_clip_position_ids, READ, _TRANSFORMERS),
+    ("ckpt.ema-absent", ema.rule_ema_absent, READ, _FACTS),
+    ("ckpt.ema-incomplete", ema.rule_ema_incomplete, WITH_EMA, _FACTS),
+    ("ckpt.ema-shape-mismatch", ema.rule_ema_shape_mismatch, WITH_EMA, _FACTS),
+    ("ckpt.ema-untrained", ema.rule_ema_untrained, WITH_EMA, _FACTS),
+    ("ckpt.nonfinite", content.rule_nonfinite, READ, _FACTS),
+    ("ckpt.dtype", content.rule_dtype, READ, _FACTS),
+    ("ckpt.hash", content.rule_hash, (CHECKPOINT_GIVEN,), _FACTS),
 )
+_ADAPTERS = {_FACTS: _facts_only, _TRANSFORMERS: _with_transformers, _TORCH: _with_torch}
 
-# Each rule with its preconditions evaluated first (what a caller outside the registry uses).
-GUARDED = {code: requires(code, *needs)(rule) for code, rule, needs, _ in DECLARED}
-rule_format = GUARDED["ckpt.format"]
-rule_corrupt = GUARDED["ckpt.corrupt"]
-rule_unsafe_pickle = GUARDED["ckpt.unsafe-pickle"]
-rule_weights_only = GUARDED["ckpt.weights-only-refused"]
-rule_components = GUARDED["ckpt.components"]
-rule_family = GUARDED["ckpt.family"]
-rule_clip_missing = GUARDED["ckpt.clip-missing"]
-rule_clip_position_ids = GUARDED["ckpt.clip-position-ids"]
-rule_ema_absent = GUARDED["ckpt.ema-absent"]
-rule_ema_incomplete = GUARDED["ckpt.ema-incomplete"]
-rule_ema_shape_mismatch = GUARDED["ckpt.ema-shape-mismatch"]
-rule_ema_untrained = GUARDED["ckpt.ema-untrained"]
-rule_nonfinite = GUARDED["ckpt.nonfinite"]
-rule_dtype = GUARDED["ckpt.dtype"]
-rule_hash = GUARDED["ckpt.hash"]
+CHECKS: List[Check] = [Check(code, TITLES[code], _ADAPTERS[reads](rule), reads=reads, requires=needs)
+                       for code, rule, needs, reads in DECLARED]
+BY_CODE: Dict[str, Check] = {check.code: check for check in CHECKS}
 
 
-def _arguments(reads: Tuple[str, ...], versions: Mapping[str, Optional[str]], environ: Mapping[str, str]) -> list:
-    values = {"torch": versions.get("torch"), "transformers": versions.get("transformers"), "environ": environ}
-    return [values[name] for name in reads]
+def _direct(code: str):
+    """`rule(facts, *version/environ arguments)`: the declared check evaluated on facts given by hand."""
+    check = BY_CODE[code]
+
+    def run(facts: CheckpointFacts, *args) -> Finding:
+        values = {"checkpoint": facts, "versions": {}, "environ": {}}
+        if check.reads == _TRANSFORMERS and args:
+            values["versions"] = {"transformers": args[0]}
+        elif check.reads == _TORCH and args:
+            values["versions"], values["environ"] = {"torch": args[0]}, args[1] if len(args) > 1 else {}
+        return check.evaluate(**values)[0]
+    run.__name__ = run.__qualname__ = "rule_" + code.split(".", 1)[1].replace("-", "_")
+    return run
+
+
+rule_format = _direct("ckpt.format")
+rule_corrupt = _direct("ckpt.corrupt")
+rule_unsafe_pickle = _direct("ckpt.unsafe-pickle")
+rule_weights_only = _direct("ckpt.weights-only-refused")
+rule_components = _direct("ckpt.components")
+rule_family = _direct("ckpt.family")
+rule_clip_missing = _direct("ckpt.clip-missing")
+rule_clip_position_ids = _direct("ckpt.clip-position-ids")
+rule_ema_absent = _direct("ckpt.ema-absent")
+rule_ema_incomplete = _direct("ckpt.ema-incomplete")
+rule_ema_shape_mismatch = _direct("ckpt.ema-shape-mismatch")
+rule_ema_untrained = _direct("ckpt.ema-untrained")
+rule_nonfinite = _direct("ckpt.nonfinite")
+rule_dtype = _direct("ckpt.dtype")
+rule_hash = _direct("ckpt.hash")
 
 
 def all_rules(facts: CheckpointFacts, versions: Mapping[str, Optional[str]], environ: Mapping[str, str]) -> List[Finding]:
     """Every ckpt.* finding for one set of facts, in report order (what `inspect` prints)."""
-    return [GUARDED[code](facts, *_arguments(reads, versions, environ)) for code, _, _, reads in DECLARED]
+    return [f for check in CHECKS for f in check.evaluate(checkpoint=facts, versions=versions, environ=environ)]
 
 
-def _check(code: str, reads: Tuple[str, ...]) -> Check:
-    def run(ctx) -> List[Finding]:
-        versions = installed_versions(ctx) if any(name != "environ" for name in reads) else {}
-        return [GUARDED[code](ctx.fact("checkpoint", probe_checkpoint), *_arguments(reads, versions, ctx.environ))]
-    return Check(code, TITLES[code], run)
-
-
-CHECKS: List[Check] = [_check(code, reads) for code, _, _, reads in DECLARED]
-
-__all__ = ["CHECKS", "DECLARED", "DOWNLOAD_FIX", "NO_CHECKPOINT", "PROBLEMS", "ProblemRow", "UNREADABLE", "all_rules",
-           "problem_row", "text_encoder_loaded_by"] + [name for name in dict(globals()) if name.startswith("rule_")]
+__all__ = ["BY_CODE", "CHECKS", "DECLARED", "DOWNLOAD_FIX", "NO_CHECKPOINT", "PROBLEMS", "ProblemRow", "UNREADABLE",
+           "all_rules", "problem_row", "text_encoder_loaded_by"] + [name for name in dict(globals())
+                                                                     if name.startswith("rule_")]

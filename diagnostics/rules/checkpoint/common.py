@@ -1,5 +1,8 @@
 """What the ckpt.* rules share: the titles (written once), the preconditions, and the finding builders.
 
+The rules stamp their own code and title (`verdict(code, ...)`, from `TITLES`, which the declarations
+in `__init__.py` read too), so a rule called directly in a test still says which check it is.
+
 A rule is a pure function of the checkpoint facts (`probes.checkpoint.CheckpointFacts`), plus where
 the verdict depends on them the installed torch / transformers versions and the environment. Each
 check declares the preconditions it needs (a checkpoint given, its content read, EMA weights there);
@@ -8,12 +11,11 @@ the first unmet one is its result, so a rule body starts with its decision.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from ...findings import Finding, Status
 from ...probes.checkpoint.facts import CheckpointFacts
+from ...registry import Precondition
 
 NO_CHECKPOINT = "No checkpoint given: pass --checkpoint PATH (or set LDM_DIAG_CHECKPOINT)."
 UNREADABLE = "The checkpoint could not be read; ckpt.format and ckpt.corrupt say why."
@@ -37,30 +39,23 @@ TITLES: Dict[str, str] = {
     "ckpt.hash": "Checkpoint hashes",
 }
 
-Unmet = Optional[Tuple[str, Dict[str, Any]]]  # (skip reason, evidence) when the precondition does not hold
+def _not_given(checkpoint: CheckpointFacts) -> Optional[str]:
+    return None if checkpoint is not None and checkpoint.given else NO_CHECKPOINT
 
 
-@dataclass(frozen=True)
-class Precondition:
-    name: str
-    unmet: Callable[[CheckpointFacts], Unmet]
+def _not_read(checkpoint: CheckpointFacts) -> Optional[Finding]:
+    if checkpoint.analysed:
+        return None
+    return Finding("", Status.SKIP, "", UNREADABLE, evidence={"path": checkpoint.path})
 
 
-def _not_given(facts: CheckpointFacts) -> Unmet:
-    return None if facts is not None and facts.given else (NO_CHECKPOINT, {})
+def _no_ema(checkpoint: CheckpointFacts) -> Optional[str]:
+    return None if checkpoint.ema.get("present") else "No EMA weights in the checkpoint (see ckpt.ema-absent)."
 
 
-def _not_read(facts: CheckpointFacts) -> Unmet:
-    return None if facts.analysed else (UNREADABLE, {"path": facts.path})
-
-
-def _no_ema(facts: CheckpointFacts) -> Unmet:
-    return None if facts.ema.get("present") else ("No EMA weights in the checkpoint (see ckpt.ema-absent).", {})
-
-
-CHECKPOINT_GIVEN = Precondition("checkpoint given", _not_given)
-CHECKPOINT_READABLE = Precondition("checkpoint readable", _not_read)
-EMA_PRESENT = Precondition("EMA weights in the checkpoint", _no_ema)
+CHECKPOINT_GIVEN = Precondition("checkpoint given", ("checkpoint",), _not_given)
+CHECKPOINT_READABLE = Precondition("checkpoint readable", ("checkpoint",), _not_read)
+EMA_PRESENT = Precondition("EMA weights in the checkpoint", ("checkpoint",), _no_ema)
 
 
 def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
@@ -70,21 +65,6 @@ def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
 
 def skipped(code: str, reason: str, **evidence: Any) -> Finding:
     return Finding(code, Status.SKIP, TITLES[code], reason, evidence=evidence)
-
-
-def requires(code: str, *preconditions: Precondition):
-    """Run the rule only when every precondition holds (the rule's first argument is the facts)."""
-    def wrap(rule):
-        @functools.wraps(rule)
-        def run(facts: CheckpointFacts, *args: Any) -> Finding:
-            for precondition in preconditions:
-                unmet = precondition.unmet(facts)
-                if unmet is not None:
-                    return skipped(code, unmet[0], **unmet[1])
-            return rule(facts, *args)
-        run.preconditions = preconditions
-        return run
-    return wrap
 
 
 def params_text(count: Optional[int]) -> str:

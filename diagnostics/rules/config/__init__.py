@@ -13,90 +13,106 @@ package's (`probes/checkpoint/layout.py`). The modules:
 
 from __future__ import annotations
 
-import functools
-from typing import Any, List, Mapping, Optional, Sequence
+from dataclasses import replace
+from typing import Any, Dict, List, Optional
 
-from ...findings import Finding
+from ...findings import Finding, Status
 from ...probes.checkpoint.layout import (ATTN2_TO_K, CLIP_PREFIX, EMA, EMA_SCALARS, FLAT_PREFIX, OPENCLIP_PREFIX,
                                          PROJ_IN, SDXL_PREFIX, UNET, UNET_IN, UNET_OUT, VARIANT_TEXT, first_match,
                                          text_encoder_kind, text_encoder_width)
 from ...probes.checkpoint.shapes import CheckpointShapes
-from ...probes.ldm_config import LdmConfigFacts, find_target, probe_ldm_config, target_search_path
-from ...registry import Check
+from ...probes.ldm_config import LdmConfigFacts, find_target, target_search_path
+from ...registry import Check, Precondition
 from . import compare, cond_stage, load
-from .common import CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE, TITLES, compares, config_unmet, skipped
+from .common import (COMPARED, CONFIG_GIVEN, CONFIG_LOADED, NO_CONFIG, SHAPES_READABLE, TITLES, checkpoint_layout,
+                     shapes_unmet)
 from .compare import CONFIG_FOR, FAMILIES
 from .cond_stage import TE_NAMES, TEXT_ENCODERS, clip_key_style
 
 NO_CONFIG_TO_LOAD = "No --config was given (pass the inference yaml, e.g. v1-inference.yaml)."
+CONFIG_TO_LOAD = Precondition("config given", ("ldm_config",),
+                              lambda ldm_config: None if ldm_config.given else NO_CONFIG_TO_LOAD)
 
 
-def _needs_config(code: str, loaded: bool = True, no_config: str = "No --config was given."):
-    """CONFIG_GIVEN (and, with `loaded`, CONFIG_LOADED) before the rule."""
-    def wrap(rule):
-        @functools.wraps(rule)
-        def run(config: LdmConfigFacts, *args):
-            unmet = config_unmet(config, no_config) if loaded or not config.given else None
-            return skipped(code, unmet) if unmet else rule(config, *args)
-        run.preconditions = (CONFIG_GIVEN, CONFIG_LOADED) if loaded else (CONFIG_GIVEN,)
-        return run
-    return wrap
-
-
-rule_config_load = _needs_config("config.load", loaded=False, no_config=NO_CONFIG_TO_LOAD)(load.rule_config_load)
-rule_config_targets = _needs_config("config.targets")(load.rule_config_targets)
-rule_in_channels = compares("config.in-channels")(compare.rule_in_channels)
-rule_context_dim = compares("config.context-dim")(compare.rule_context_dim)
-rule_use_ema = compares("config.use-ema")(compare.rule_use_ema)
-rule_cond_stage = compares("config.cond-stage")(cond_stage.rule_cond_stage)
-
-
-def _config(ctx) -> LdmConfigFacts:
-    return ctx.fact("ldm_config", probe_ldm_config)
-
-
-def _layout(ctx) -> CheckpointShapes:
-    from ...probes.model import checkpoint_shapes
-
-    return checkpoint_shapes(ctx)
-
-
-def _compare(rule):
-    def run(ctx):
-        config = _config(ctx)
-        if not config.loaded:
-            return [rule(config, {}, None)]
-        layout = _layout(ctx)
-        return [rule(config, layout.shapes, layout)]
-    return run
-
-
-def _cond_stage(ctx):
-    from ...probes.environment import probe_environment
-
-    config = _config(ctx)
-    layout = _layout(ctx) if config.loaded else CheckpointShapes(ok=True)
-    versions = ctx.fact("environment", probe_environment).get("packages") or {}
-    return [rule_cond_stage(config, layout.shapes, layout, versions.get("transformers"))]
-
-
-def _targets(ctx):
-    config = _config(ctx)
+def resolve_targets(config: LdmConfigFacts, code_root: Optional[str]) -> List[Dict[str, Any]]:
+    """find_target() for every `target` of the config (source files looked up, nothing imported)."""
+    search = target_search_path(code_root)
     resolved = []
-    if config.loaded:
-        search = target_search_path(ctx.options.code_root)
-        for entry in config.targets or []:
-            found = find_target(entry["target"], search)
-            found["path"] = entry["path"]
-            resolved.append(found)
-    return [rule_config_targets(config, resolved, ctx.options.code_root)]
+    for entry in config.targets or []:
+        found = find_target(entry["target"], search)
+        found["path"] = entry["path"]
+        resolved.append(found)
+    return resolved
 
 
+def _targets(ldm_config: LdmConfigFacts, options) -> Finding:
+    return load.rule_config_targets(ldm_config, resolve_targets(ldm_config, options.code_root), options.code_root)
+
+
+def _compared(rule):
+    return lambda ldm_config, ctx: rule(ldm_config, checkpoint_layout(ctx).shapes)
+
+
+def _cond_stage(ldm_config: LdmConfigFacts, ctx, environment) -> Finding:
+    versions = environment.get("packages") or {}
+    return cond_stage.rule_cond_stage(ldm_config, checkpoint_layout(ctx).shapes, versions.get("transformers"))
+
+
+_COMPARE_READS = ("ldm_config", "ctx")
 CHECKS: List[Check] = [
-    Check("config.load", TITLES["config.load"], lambda ctx: [rule_config_load(_config(ctx))]),
-    Check("config.targets", TITLES["config.targets"], _targets),
-    Check("config.in-channels", TITLES["config.in-channels"], _compare(rule_in_channels)),
-    Check("config.context-dim", TITLES["config.context-dim"], _compare(rule_context_dim)),
-    Check("config.use-ema", TITLES["config.use-ema"], _compare(rule_use_ema)),
-    Check("config.cond-stage", TITLES["config.cond-stage"], _cond_stage),
+    Check("config.load", TITLES["config.load"], load.rule_config_load, reads=("ldm_config",),
+          requires=(CONFIG_TO_LOAD,)),
+    Check("config.targets", TITLES["config.targets"], _targets, reads=("ldm_config", "options"),
+          requires=(CONFIG_GIVEN, CONFIG_LOADED)),
+    Check("config.in-channels", TITLES["config.in-channels"], _compared(compare.rule_in_channels),
+          reads=_COMPARE_READS, requires=COMPARED),
+    Check("config.context-dim", TITLES["config.context-dim"], _compared(compare.rule_context_dim),
+          reads=_COMPARE_READS, requires=COMPARED),
+    Check("config.use-ema", TITLES["config.use-ema"], _compared(compare.rule_use_ema), reads=_COMPARE_READS,
+          requires=COMPARED),
+    Check("config.cond-stage", TITLES["config.cond-stage"], _cond_stage, reads=_COMPARE_READS + ("environment",),
+          requires=COMPARED),
 ]
+BY_CODE: Dict[str, Check] = {check.code: check for check in CHECKS}
+
+
+# The rules called on facts given by hand (tests): the declared check's preconditions, then the rule.
+# `layout` is the checkpoint's CheckpointShapes; None means the shapes were read.
+
+def _unmet(code: str, config: LdmConfigFacts, layout: Optional[CheckpointShapes] = None) -> Optional[Finding]:
+    check = BY_CODE[code]
+    for precondition in check.requires:
+        if precondition is SHAPES_READABLE:
+            reason = shapes_unmet(layout) if layout is not None else None
+        else:
+            reason = precondition.unmet(config)
+        if reason is not None:
+            found = reason if isinstance(reason, Finding) else Finding("", Status.SKIP, "", reason)
+            return replace(found, code=check.code, title=check.title)
+    return None
+
+
+def rule_config_load(config: LdmConfigFacts) -> Finding:
+    return _unmet("config.load", config) or load.rule_config_load(config)
+
+
+def rule_config_targets(config: LdmConfigFacts, resolved, code_root: Optional[str] = None) -> Finding:
+    return _unmet("config.targets", config) or load.rule_config_targets(config, resolved, code_root)
+
+
+def rule_in_channels(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
+    return _unmet("config.in-channels", config, layout) or compare.rule_in_channels(config, shapes)
+
+
+def rule_context_dim(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
+    return _unmet("config.context-dim", config, layout) or compare.rule_context_dim(config, shapes)
+
+
+def rule_use_ema(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
+    return _unmet("config.use-ema", config, layout) or compare.rule_use_ema(config, shapes)
+
+
+def rule_cond_stage(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None,
+                    transformers_version: Optional[str] = None) -> Finding:
+    return (_unmet("config.cond-stage", config, layout)
+            or cond_stage.rule_cond_stage(config, shapes, transformers_version))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ...findings import Finding, Status
 from ...probes.checkpoint.shapes import CheckpointShapes
 from ...probes.ldm_config import LdmConfigFacts
+from ...registry import Precondition
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -20,30 +20,45 @@ TITLES: Dict[str, str] = {
     "config.cond-stage": "Text encoder: config vs checkpoint",
 }
 
-# The first three are checked on the config, the last on the checkpoint's shapes (CheckpointShapes).
-CONFIG_GIVEN = "config given"
-CONFIG_LOADED = "config loaded"
-SHAPES_READABLE = "checkpoint shapes readable"
+NO_CONFIG = "No --config was given."
 
 
-def config_unmet(config: LdmConfigFacts, no_config: str = "No --config was given.") -> Optional[str]:
-    if not config.given:
-        return no_config
-    if not config.loaded:
-        return "The config could not be read (see config.load)."
-    return None
+def _not_given(ldm_config: LdmConfigFacts) -> Optional[str]:
+    return None if ldm_config.given else NO_CONFIG
 
 
-def shapes_unmet(layout: CheckpointShapes) -> Optional[Dict[str, Any]]:
-    """(reason, evidence) when the checkpoint's shapes could not be read."""
+def _not_loaded(ldm_config: LdmConfigFacts) -> Optional[str]:
+    return None if ldm_config.loaded else "The config could not be read (see config.load)."
+
+
+def shapes_unmet(layout: CheckpointShapes) -> Optional[Finding]:
+    """The skip when the checkpoint's shapes could not be read, else None."""
     if layout.ok:
         return None
     err = layout.error or {}
     if err.get("kind") == "no-checkpoint":
-        return {"reason": "No --checkpoint was given: nothing to compare the config with.", "evidence": {}}
+        return Finding("", Status.SKIP, "", "No --checkpoint was given: nothing to compare the config with.")
     hint = " (see ckpt.weights-only-refused)" if err.get("kind") == "weights-only-refused" else " (see ckpt.*)"
-    return {"reason": f"The checkpoint's tensor shapes could not be read: {err.get('message')}{hint}",
-            "evidence": {"error": err}}
+    return Finding("", Status.SKIP, "", f"The checkpoint's tensor shapes could not be read: {err.get('message')}{hint}",
+                   evidence={"error": err})
+
+
+def _shapes_unmet(ctx) -> Optional[Finding]:
+    return shapes_unmet(checkpoint_layout(ctx))
+
+
+def checkpoint_layout(ctx) -> CheckpointShapes:
+    """The checkpoint's shapes, read only once a check gets this far: after the config loaded (a check
+    reads the context for this, so that no checkpoint is read for a config that is not there)."""
+    from ...probes.model import checkpoint_shapes
+
+    return checkpoint_shapes(ctx)
+
+
+CONFIG_GIVEN = Precondition("config given", ("ldm_config",), _not_given)
+CONFIG_LOADED = Precondition("config loaded", ("ldm_config",), _not_loaded)
+SHAPES_READABLE = Precondition("checkpoint shapes readable", ("ctx",), _shapes_unmet)
+COMPARED = (CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE)
 
 
 def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
@@ -56,23 +71,6 @@ def skipped(code: str, reason: str, **evidence: Any) -> Finding:
 
 def passed(code: str, summary: str, **evidence: Any) -> Finding:
     return Finding(code, Status.OK, TITLES[code], summary, evidence=evidence)
-
-
-def compares(code: str):
-    """A config-vs-checkpoint rule: runs once the config is loaded and the checkpoint's shapes are read."""
-    def wrap(rule):
-        @functools.wraps(rule)
-        def run(config: LdmConfigFacts, shapes: Shapes, layout: Optional[CheckpointShapes] = None, *args, **kwargs):
-            unmet = config_unmet(config)
-            if unmet:
-                return skipped(code, unmet)
-            missing = shapes_unmet(layout if layout is not None else CheckpointShapes(ok=True))
-            if missing:
-                return skipped(code, missing["reason"], **missing["evidence"])
-            return rule(config, shapes, *args, **kwargs)
-        run.preconditions = (CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE)
-        return run
-    return wrap
 
 
 def config_line(config: LdmConfigFacts, dotted: str) -> Optional[int]:
