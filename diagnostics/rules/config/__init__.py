@@ -60,7 +60,7 @@ def _cond_stage(ldm_config: LdmConfigFacts, ctx, environment) -> Finding:
 
 _COMPARE_READS = ("ldm_config", "ctx")
 CHECKS: List[Check] = [
-    Check("config.load", TITLES["config.load"], load.rule_config_load, reads=("ldm_config",),
+    Check("config.load", TITLES["config.load"], lambda ldm_config: load.rule_config_load(ldm_config), reads=("ldm_config",),
           requires=(CONFIG_TO_LOAD,)),
     Check("config.targets", TITLES["config.targets"], _targets, reads=("ldm_config", "options"),
           requires=(CONFIG_GIVEN, CONFIG_LOADED)),
