@@ -111,7 +111,10 @@ class Context:
 
     @property
     def facts(self) -> Dict[str, Any]:
-        return dict(self._facts)
+        """Every fact gathered so far, as JSON-ready data (a typed fact bundle through its `to_dict`)."""
+        from .probes.fact_record import jsonable
+
+        return {name: jsonable(value) for name, value in self._facts.items()}
 
     @property
     def model_ids(self) -> List[str]:

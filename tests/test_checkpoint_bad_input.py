@@ -322,7 +322,7 @@ def test_arbitrary_bytes_never_raise(data, ext):
     with tempfile.TemporaryDirectory() as d:
         path = f.write_bytes(Path(d) / f"x{ext}", data)
         facts = inspect_checkpoint(str(path), deep=True)
-        json.dumps(facts)
+        json.dumps(facts.to_dict())
         assert facts["problems"] or facts["analysed"]
         for finding in all_rules(facts, VERSIONS, {}):
             assert finding.summary
@@ -349,6 +349,6 @@ def test_damaged_real_files_never_raise(data):
             raw[pos] = value
         path = f.write_bytes(Path(d) / "x.ckpt", bytes(raw[:cut]))
         facts = inspect_checkpoint(str(path), deep=True)
-        json.dumps(facts)
+        json.dumps(facts.to_dict())
         for finding in all_rules(facts, VERSIONS, {}):
             assert finding.summary

@@ -367,7 +367,7 @@ def check_file(name: Optional[str], label: str, data: bytes, ext: str, reader: O
     if name is not None:
         _record(name, label, seconds, peak)
     assert peak < MEMORY_BOUND, (label, peak)
-    json.dumps(facts)
+    json.dumps(facts.to_dict())
     assert facts["problems"] or facts["analysed"], label  # nothing read: then the reason is a finding
     findings = all_rules(facts, VERSIONS, {})
     assert findings and all(x.summary for x in findings)

@@ -159,7 +159,7 @@ def test_clip_key_claim_holds_for_the_installed_transformers(sd):
     model = f.build_model(INPAINT, use_ema=True)
     result = model.load_state_dict(sd, strict=False)
     dropped = [k for k in result.unexpected_keys if k.startswith("cond_stage_model.")]
-    picked_up = rules._te_loaded_by("text_model", version("transformers"))
+    picked_up = rules.text_encoder_loaded_by("text_model", version("transformers"))
     assert picked_up == (len(dropped) == 0)
     if not picked_up:
         assert len(dropped) == 197  # 196 weights + position_ids

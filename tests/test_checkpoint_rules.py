@@ -6,9 +6,9 @@ No file and no ML library is involved; each test reads as the situation it cover
 import pytest
 
 from diagnostics.findings import Status
-from diagnostics.probes.checkpoint import _base_facts
+from diagnostics.probes.checkpoint.facts import CheckpointFacts
 from diagnostics.probes.checkpoint.layout import analyse, ema_twin
-from diagnostics.probes.checkpoint.records import TensorRecord
+from diagnostics.probes.checkpoint.records import TensorRecord, problem
 from diagnostics.rules import checkpoint as rules
 
 U = "model.diffusion_model."
@@ -36,36 +36,32 @@ def sd1_tensors(in_ch=9, ctx=768, clip=True, ema=True, dtype="float32", proj_in=
 
 
 def facts_for(tensors, fmt="torch-zip", **overrides):
-    facts = _base_facts("model.ckpt")
-    facts.update(format=fmt, analysed=True, size_bytes=123)
-    layout = analyse(tensors)
-    ema = layout.pop("ema")
-    facts.update(layout)
-    facts["ema"] = dict(facts["ema"], **ema)
-    facts["training"].update(top_level_keys=["state_dict", "global_step"], state_dict_path=["state_dict"],
+    facts = CheckpointFacts(path="model.ckpt", format=fmt, analysed=True, size_bytes=123)
+    facts.apply_layout(analyse(tensors))
+    facts.training.update(top_level_keys=["state_dict", "global_step"], state_dict_path=["state_dict"],
                              other_tensors={}, optimizer_states={"present": False, "tensors": 0, "bytes": 0})
     if fmt != "safetensors":
-        facts["pickle"] = {"globals": ["collections.OrderedDict"], "unsafe_globals": [], "dangerous_globals": [],
+        facts.pickle = {"globals": ["collections.OrderedDict"], "unsafe_globals": [], "dangerous_globals": [],
                            "unsafe_called": [], "where": {}, "anomalies": [], "verified": True, "protocol": 2}
-        facts["weights_only"] = {"refused": False, "reasons": [], "globals": [], "opcodes": [],
+        facts.weights_only = {"refused": False, "reasons": [], "globals": [], "opcodes": [],
                                  "add_safe_globals_enough": False}
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(facts.get(key), dict):
-            facts[key] = dict(facts[key], **value)
+        if isinstance(value, dict) and isinstance(getattr(facts, key), dict):
+            setattr(facts, key, dict(getattr(facts, key), **value))
         else:
-            facts[key] = value
+            setattr(facts, key, value)
     return facts
 
 
 def test_every_rule_skips_without_a_checkpoint():
-    for finding in rules.all_rules({"path": None, "analysed": False, "problems": []}, {}, {}):
+    for finding in rules.all_rules(CheckpointFacts.not_given(), {}, {}):
         assert finding.status is Status.SKIP
         assert "--checkpoint" in finding.summary
 
 
 def test_rules_that_need_the_content_skip_when_it_could_not_be_read():
-    facts = _base_facts("model.ckpt")
-    facts["problems"] = [{"code": "ckpt.corrupt", "kind": "truncated-zip", "message": "cut short"}]
+    facts = CheckpointFacts(path="model.ckpt")
+    facts.problems = [problem("truncated-zip", "cut short")]
     findings = {f.code: f for f in rules.all_rules(facts, {}, {})}
     assert findings["ckpt.corrupt"].status is Status.FAIL
     for code in ("ckpt.components", "ckpt.family", "ckpt.clip-missing", "ckpt.ema-absent", "ckpt.nonfinite"):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from diagnostics.findings import Status
+from diagnostics.probes.checkpoint.shapes import CheckpointShapes
+from diagnostics.probes.ldm_config import LdmConfigFacts
 from diagnostics.rules.config import (rule_config_load, rule_config_targets, rule_context_dim, rule_cond_stage,
                                       rule_in_channels, rule_use_ema)
 
@@ -23,8 +27,8 @@ def config(unet=None, target="ldm.models.diffusion.ddpm.LatentDiffusion", use_em
                         "params": unet if unet is not None else {"in_channels": 4, "out_channels": 4, "context_dim": 768}},
         "cond_stage_config": cond or {"target": "ldm.modules.encoders.modules.FrozenCLIPEmbedder", "params": {}},
     }
-    return {"given": True, "loaded": True, "path": "v1-inference.yaml", "summary": summary,
-            "lines": {"model.params.unet_config.params.in_channels": 35, "model.params": 3}}
+    return LdmConfigFacts(given=True, loaded=True, path="v1-inference.yaml", summary=summary,
+                          lines={"model.params.unet_config.params.in_channels": 35, "model.params": 3})
 
 
 def sd1(in_ch=4, ctx=768, ema=False, clip=True, n_unet=686):
@@ -46,9 +50,9 @@ def sd1(in_ch=4, ctx=768, ema=False, clip=True, n_unet=686):
 # ------------------------------------------------------------------ config.load
 
 def test_config_load_quotes_the_failing_line():
-    facts = {"given": True, "loaded": False, "path": "v1.yaml",
-             "error": {"kind": "syntax", "message": "found a tab character that violates indentation", "line": 12,
-                       "column": 1, "source_line": "\tcontext_dim: 768"}}
+    facts = LdmConfigFacts(given=True, loaded=False, path="v1.yaml",
+                           error={"kind": "syntax", "message": "found a tab character that violates indentation", "line": 12,
+                                  "column": 1, "source_line": "\tcontext_dim: 768"})
     f = rule_config_load(facts)
     assert f.status is Status.FAIL and f.blocking
     assert "(line 12, column 1)" in f.summary and "`context_dim: 768`" in f.summary
@@ -56,15 +60,15 @@ def test_config_load_quotes_the_failing_line():
 
 
 def test_config_load_without_a_config_skips_and_ok_summarises_it():
-    assert rule_config_load({"given": False}).status is Status.SKIP
-    f = rule_config_load(dict(config(), reader="omegaconf"))
+    assert rule_config_load(LdmConfigFacts(given=False)).status is Status.SKIP
+    f = rule_config_load(replace(config(), reader="omegaconf"))
     assert f.status is Status.OK
     assert "in_channels 4, context_dim 768" in f.summary and "use_ema True (default)" in f.summary
 
 
 def test_config_load_missing_reader_says_what_to_install():
-    f = rule_config_load({"given": True, "loaded": False, "path": "c.yaml",
-                          "error": {"kind": "missing-reader", "message": "neither omegaconf nor PyYAML is installed"}})
+    f = rule_config_load(LdmConfigFacts(given=True, loaded=False, path="c.yaml",
+                                        error={"kind": "missing-reader", "message": "neither omegaconf nor PyYAML is installed"}))
     assert f.status is Status.FAIL and f.fix == "pip install omegaconf"
 
 
@@ -102,10 +106,10 @@ def test_matching_inpainting_config_is_ok():
 
 
 def test_in_channels_skips_without_checkpoint_or_unet():
-    no_ckpt = {"ok": False, "error": {"kind": "no-checkpoint", "message": "no --checkpoint was given"}}
+    no_ckpt = CheckpointShapes(ok=False, error={"kind": "no-checkpoint", "message": "no --checkpoint was given"})
     assert rule_in_channels(config(), {}, no_ckpt).status is Status.SKIP
     assert rule_in_channels(config(), {"first_stage_model.x": [1]}).status is Status.SKIP
-    refused = {"ok": False, "error": {"kind": "weights-only-refused", "message": "Weights only load failed"}}
+    refused = CheckpointShapes(ok=False, error={"kind": "weights-only-refused", "message": "Weights only load failed"})
     assert "ckpt.weights-only-refused" in rule_in_channels(config(), {}, refused).summary
 
 
@@ -164,7 +168,7 @@ def test_incomplete_ema_with_use_ema_fails_and_complete_is_ok():
 
 def test_use_ema_unknown_for_foreign_targets():
     cfg = config(target="my.Model")
-    cfg["summary"]["use_ema"] = {"value": None, "explicit": False, "effective": None}
+    cfg.summary["use_ema"] = {"value": None, "explicit": False, "effective": None}
     assert rule_use_ema(cfg, sd1()).status is Status.SKIP
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from diagnostics.context import CommandResult, Context, Options
 from diagnostics.probes import _model_child as child
+from diagnostics.probes.checkpoint import read_safetensors_header as safetensors_header
 from diagnostics.probes.model import (MARK, checkpoint_shapes, clip_key_shift, group_keys, probe_model,
-                                      run_model_child, safetensors_header, text_encoder_files)
+                                      run_model_child, text_encoder_files)
 
 
 def line(event, **data):
@@ -123,7 +124,7 @@ def test_safetensors_header_is_read_without_torch(tmp_path):
     assert safetensors_header(str(tmp_path / "x.safetensors")) is None
     ctx = Context(Options(checkpoint=str(path)), environ={})
     layout = checkpoint_shapes(ctx)
-    assert layout["ok"] and layout["shapes"] == {"a": [2, 3]}
+    assert layout["ok"] and layout.shapes == {"a": [2, 3]}
     assert ctx.facts["checkpoint_layout"]["tensors"] == 1 and "shapes" not in ctx.facts["checkpoint_layout"]
 
 
@@ -170,7 +171,7 @@ def test_static_shapes_of_a_pickled_checkpoint_come_from_the_non_executing_reade
                 "callbacks": Payload()}, str(path))
     layout = checkpoint_shapes(Context(Options(checkpoint=str(path)), environ={}))
     assert layout["ok"] and layout["format"] == "torch-zip"
-    assert layout["shapes"] == {"model.diffusion_model.input_blocks.0.0.weight": [8, 9, 3, 3]}
+    assert layout.shapes == {"model.diffusion_model.input_blocks.0.0.weight": [8, 9, 3, 3]}
     assert layout["unsafe_globals"] == [f"{__name__}.Payload"]
 
 
@@ -181,4 +182,4 @@ def test_layout_child_reads_shapes_with_weights_only(tmp_path):
     path = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(3, 4, dtype=torch.float16)}}, str(path))
     layout = read_checkpoint_shapes(Context(Options(checkpoint=str(path), timeout=120)), str(path))
-    assert layout["ok"] and layout["shapes"] == {"w": [3, 4]} and layout["dtypes"] == {"w": "float16"}
+    assert layout["ok"] and layout.shapes == {"w": [3, 4]} and layout.dtypes == {"w": "float16"}

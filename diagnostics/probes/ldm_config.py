@@ -13,8 +13,11 @@ import importlib.util
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+from .fact_record import UNSET, FactRecord
 
 # Sub-configs that LatentDiffusion and friends pass to `instantiate_from_config`, in model order.
 SUB_CONFIGS = ("unet_config", "first_stage_config", "cond_stage_config", "depth_stage_config",
@@ -176,48 +179,68 @@ def summarise(data: Dict[str, Any]) -> Dict[str, Any]:
     return summary
 
 
-def read_ldm_config(path: Optional[str]) -> Dict[str, Any]:
+@dataclass(eq=False)
+class LdmConfigFacts(FactRecord):
+    """What `read_ldm_config` found (`ctx.fact("ldm_config")`); the JSON form is the dict it always was."""
+
+    given: bool
+    path: Optional[str] = None
+    loaded: bool = False
+    error: Optional[Dict[str, Any]] = None  # {"kind", "type", "message", "line"?, ...} when not loaded
+    reader: Any = UNSET  # "omegaconf" | "yaml" | None, once the file was found
+    summary: Any = UNSET  # summarise(): the values the static checks compare (when loaded)
+    targets: Any = UNSET  # collect_targets(): every `target` with its dotted path
+    lines: Any = UNSET  # dotted key path -> 1-based line
+    data: Any = UNSET  # the parsed config
+
+
+def _not_a_model_config(data: Any, text: str) -> Optional[Dict[str, Any]]:
+    """The error for parsed data that is not an LDM model config, else None."""
+    if data is None or data == {}:
+        return {"kind": "not-a-mapping", "type": "empty", "message": "the file is empty"}
+    if not isinstance(data, dict):
+        return {"kind": "not-a-mapping", "type": type(data).__name__,
+                "message": f"the file is a {type(data).__name__}, not a mapping with a top-level `model:` key"}
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("target"), str):
+        return None
+    error = {"kind": "no-model-target", "type": "KeyError",
+             "message": "no `model.target` key: this is not an LDM model config "
+                        f"(top-level keys: {', '.join(map(str, data)) or 'none'})"}
+    lines = key_lines(text)
+    if "model" in lines:
+        error["line"] = lines["model"]
+    return error
+
+
+def read_ldm_config(path: Optional[str]) -> LdmConfigFacts:
     """Facts about the config at `path`: loaded or the error (with line), summary, targets, key lines."""
     if not path:
-        return {"given": False, "path": None, "loaded": False, "error": None}
+        return LdmConfigFacts(given=False)
     p = Path(path)
-    facts: Dict[str, Any] = {"given": True, "path": str(p), "loaded": False, "error": None}
+    facts = LdmConfigFacts(given=True, path=str(p))
     if not p.is_file():
-        facts["error"] = {"kind": "unreadable", "type": "FileNotFoundError",
-                          "message": f"{p} does not exist or is not a file"}
+        facts.error = {"kind": "unreadable", "type": "FileNotFoundError",
+                       "message": f"{p} does not exist or is not a file"}
         return facts
     parsed = load_yaml(p)
-    facts["reader"] = parsed.get("reader")
+    facts.reader = parsed.get("reader")
     if "error" in parsed:
-        facts["error"] = parsed["error"]
+        facts.error = parsed["error"]
         return facts
     data = parsed["data"]
-    if data is None or data == {}:
-        facts["error"] = {"kind": "not-a-mapping", "type": "empty", "message": "the file is empty"}
+    facts.error = _not_a_model_config(data, parsed["text"])
+    if facts.error is not None:
         return facts
-    if not isinstance(data, dict):
-        facts["error"] = {"kind": "not-a-mapping", "type": type(data).__name__,
-                          "message": "the file is " + ("empty" if data is None else f"a {type(data).__name__}, "
-                                                       "not a mapping with a top-level `model:` key")}
-        return facts
-    model = data.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("target"), str):
-        facts["error"] = {"kind": "no-model-target", "type": "KeyError",
-                          "message": "no `model.target` key: this is not an LDM model config "
-                                     f"(top-level keys: {', '.join(map(str, data)) or 'none'})"}
-        lines = key_lines(parsed["text"])
-        if "model" in lines:
-            facts["error"]["line"] = lines["model"]
-        return facts
-    facts["loaded"] = True
-    facts["summary"] = summarise(data)
-    facts["targets"] = collect_targets(model, "model")
-    facts["lines"] = key_lines(parsed["text"])
-    facts["data"] = data
+    facts.loaded = True
+    facts.summary = summarise(data)
+    facts.targets = collect_targets(data["model"], "model")
+    facts.lines = key_lines(parsed["text"])
+    facts.data = data
     return facts
 
 
-def probe_ldm_config(ctx) -> Dict[str, Any]:
+def probe_ldm_config(ctx) -> LdmConfigFacts:
     return read_ldm_config(ctx.options.config)
 
 

@@ -4,9 +4,9 @@
   smoke forward) with the context's runner and timeout, and turns its stage lines into one
   JSON-serialisable dict (`ctx.fact("model")`), the source of the report's Model Instantiation
   section. A timeout, a crash or a kill (out of memory) is a fact that names the stage it hit.
-- `checkpoint_shapes` gives key -> shape for the static config checks: from the checkpoint area's
-  non-executing readers (`probes/checkpoint/`), else from the safetensors header (read here, no
-  torch) or `torch.load(weights_only=True, mmap=True, map_location="meta")` in a child process.
+- `checkpoint_shapes` gives key -> shape for the static config checks: from the checkpoint facts
+  (`probes/checkpoint/`, the one non-executing reader), else from
+  `torch.load(weights_only=True, mmap=True, map_location="meta")` in a child process.
 - `text_encoder_files` says which CLIP files a `version:` (hub id or directory) lacks on disk.
 
 Missing, unexpected and size-mismatched keys are grouped by component prefix here (data only: the
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import struct
-import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .cache import hub_cache_dir
+from .checkpoint import probe_checkpoint
+from .checkpoint.shapes import NO_CHECKPOINT, CheckpointShapes, shapes_from_facts
 from .environment import probe_environment
 from .ldm_config import probe_ldm_config
 
@@ -243,103 +243,41 @@ def probe_model(ctx) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # checkpoint key -> shape, for the static checks
 
-_SHAPES: "weakref.WeakKeyDictionary[Any, Dict[str, Any]]" = weakref.WeakKeyDictionary()
 
-
-def safetensors_header(path: str) -> Optional[Dict[str, Any]]:
-    """The JSON header of a .safetensors file (8-byte length + JSON), or None if it is not one."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return None
-            (n,) = struct.unpack("<Q", head)
-            if n <= 0 or 8 + n > size or n > 100 * 2**20:
-                return None
-            raw = fh.read(n)
-    except OSError:
-        return None
-    if not raw.startswith(b"{"):
-        return None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return header if isinstance(header, dict) else None
-
-
-def shapes_from_checkpoint_readers(path: str) -> Optional[Dict[str, Any]]:
-    """Key -> shape from the checkpoint area's non-executing readers (safetensors header, pickle VM).
-
-    Returns None when that module is absent or cannot read the file, so the fallbacks take over.
-    """
-    try:
-        from .checkpoint import read_tensor_records
-    except Exception:
-        return None
-    try:
-        read = read_tensor_records(path)
-    except Exception:
-        return None
-    if read.format not in ("safetensors", "torch-zip", "torch-legacy", "pickle") or not read.records:
-        return None
-    return {"ok": True, "source": "checkpoint reader (names and shapes; no code executed)", "format": read.format,
-            "shapes": {t.name: [int(d) for d in t.shape] for t in read.records},
-            "dtypes": {t.name: t.dtype for t in read.records},
-            "unsafe_globals": read.unsafe_globals}
-
-
-def read_checkpoint_shapes(ctx, path: str) -> Dict[str, Any]:
-    """{"ok", "source", "format", "shapes" | "error"} for the checkpoint at `path`."""
+def read_checkpoint_shapes(ctx, path: str) -> CheckpointShapes:
+    """Key -> shape from `torch.load(weights_only=True, map_location='meta')` in a child process: for the
+    files the checkpoint readers (`probes/checkpoint/`) could not turn into a state dict."""
     if os.path.isdir(path):
-        return {"ok": False, "source": None, "error": {"kind": "directory",
-                                                        "message": f"{path} is a directory (a diffusers folder?), "
-                                                                   "not a single LDM checkpoint file"}}
-    header = safetensors_header(path)
-    if header is not None:
-        shapes = {k: list(v.get("shape", [])) for k, v in header.items()
-                  if k != "__metadata__" and isinstance(v, dict)}
-        dtypes = {k: v.get("dtype") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-        return {"ok": True, "source": "safetensors header", "format": "safetensors", "shapes": shapes,
-                "dtypes": dtypes}
+        return CheckpointShapes.failed("directory", f"{path} is a directory (a diffusers folder?), "
+                                                    "not a single LDM checkpoint file")
     env = ctx.fact("environment", probe_environment)
     if not (env.get("torch") or {}).get("installed"):
-        return {"ok": False, "source": None,
-                "error": {"kind": "torch-missing", "message": "torch is needed to read a pickled checkpoint's layout"}}
+        return CheckpointShapes.failed("torch-missing", "torch is needed to read a pickled checkpoint's layout")
     result = ctx.runner([ctx.python, "-m", CHILD_MODULE, "layout", os.path.abspath(path)],
                         float(ctx.options.timeout), child_env(ctx))
     events, _ = parse_child_output(result.stdout or "")
     layout = next((e for e in events if e.get("event") == "layout"), None)
     if layout is None:
         why = "timed out" if result.timed_out else (result.error or (result.stderr or "").strip()[-300:] or "no output")
-        return {"ok": False, "source": "torch.load (child)", "error": {"kind": "probe-failed", "message": why}}
+        return CheckpointShapes.failed("probe-failed", why, source="torch.load (child)")
     if not layout.get("ok"):
-        return {"ok": False, "source": "torch.load (child)", "error": layout.get("error")}
+        return CheckpointShapes(ok=False, source="torch.load (child)", error=layout.get("error"))
     tensors = layout.get("tensors") or {}
-    return {"ok": True, "source": "torch.load(weights_only=True, map_location='meta')", "format": layout.get("format"),
-            "shapes": {k: v[0] for k, v in tensors.items()}, "dtypes": {k: v[1] for k, v in tensors.items()},
-            "extras": layout.get("extras")}
+    return CheckpointShapes(ok=True, source="torch.load(weights_only=True, map_location='meta')",
+                            format=layout.get("format"), shapes={k: v[0] for k, v in tensors.items()},
+                            dtypes={k: v[1] for k, v in tensors.items()}, extras=layout.get("extras"))
 
 
-def checkpoint_shapes(ctx) -> Dict[str, Any]:
-    """Key -> shape for --checkpoint (memoised per context; the full map is kept out of the report facts)."""
-    if ctx in _SHAPES:
-        return _SHAPES[ctx]
+def probe_checkpoint_shapes(ctx) -> CheckpointShapes:
     path = ctx.options.checkpoint
     if not path:
-        layout: Dict[str, Any] = {"ok": False, "source": None, "error": {"kind": "no-checkpoint",
-                                                                         "message": "no --checkpoint was given"}}
-    else:
-        layout = shapes_from_checkpoint_readers(path) or {}
-        if not layout:
-            layout = read_checkpoint_shapes(ctx, path)
-    _SHAPES[ctx] = layout
-    summary = {k: v for k, v in layout.items() if k not in ("shapes", "dtypes")}
-    if layout.get("ok"):
-        summary["tensors"] = len(layout["shapes"])
-    ctx.set_fact("checkpoint_layout", summary)
-    return layout
+        return NO_CHECKPOINT
+    return shapes_from_facts(ctx.fact("checkpoint", probe_checkpoint)) or read_checkpoint_shapes(ctx, path)
+
+
+def checkpoint_shapes(ctx) -> CheckpointShapes:
+    """Key -> shape for --checkpoint, memoised as the `checkpoint_layout` fact (whose JSON is a summary)."""
+    return ctx.fact("checkpoint_layout", probe_checkpoint_shapes)
 
 
 # ---------------------------------------------------------------------------------------------

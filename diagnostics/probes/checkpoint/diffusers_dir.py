@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from .layout import VARIANTS
 from .records import ReadResult, problem
 from .safetensors_fmt import read_safetensors
 from .torchfile import read_torch_pickle_file, read_torch_zip
@@ -79,7 +80,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
                     else:
                         part = read_torch_pickle_file(fh, size)
             except OSError as exc:
-                result.problems.append(problem("ckpt.format", "os-error", f"cannot read {file}: {exc.strerror or exc}"))
+                result.problems.append(problem("os-error", f"cannot read {file}: {exc.strerror or exc}"))
                 continue
             rel = os.path.relpath(file, path)
             result.container["files"].append({"file": rel, "bytes": size, "tensors": len(part.tensors)})
@@ -88,7 +89,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
                 t.file = file
                 result.tensors.append(t)
             for p in part.problems:
-                result.problems.append(dict(p, file=rel))
+                result.problems.append(p.with_evidence(file=rel))
             if part.pickle is not None:
                 pickles.append(dict(part.pickle, file=rel))
     if pickles:
@@ -113,7 +114,7 @@ def read_diffusers_dir(path: str) -> ReadResult:
         }
     result.hints["diffusers"] = {"configs": configs, "components": [k for k in index if not k.startswith("_")]}
     if not result.container["files"]:
-        result.problems.append(problem("ckpt.format", "diffusers-no-weights",
+        result.problems.append(problem("diffusers-no-weights",
                                        "model_index.json is there but no component folder holds weights",
                                        components=result.hints["diffusers"]["components"]))
     return result
@@ -127,7 +128,7 @@ def diffusers_layout(configs: Dict[str, Any]) -> Dict[str, Any]:
         ctx = ctx[0] if ctx else None
     family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(ctx, "unknown")
     in_ch = unet.get("in_channels")
-    variant = {4: "txt2img", 9: "inpainting", 5: "depth", 8: "pix2pix"}.get(in_ch, "unknown")
+    variant = VARIANTS.get(in_ch, "unknown")
     kinds = []
     te = configs.get("text_encoder", {})
     width = te.get("hidden_size")

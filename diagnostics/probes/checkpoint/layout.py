@@ -18,7 +18,7 @@ Counts are keys and elements; "parameters" leaves out the non-learned buffers `p
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 from .records import TensorRecord, bits_of
 
@@ -61,7 +61,70 @@ SCHEDULE_BUFFERS = frozenset(
 NOT_PARAMETERS = ("embeddings.position_ids",)
 
 MAIN_COMPONENTS = ("unet", "vae", "text_encoder", "ema")
-VARIANTS = {4: "txt2img", 9: "inpainting", 5: "depth", 8: "pix2pix"}
+
+# The UNet input conv's in-channels: (variant name, what the channels are); the anchor of every variant.
+UNET_IN = UNET + "input_blocks.0.0.weight"
+UNET_OUT = UNET + "out.2.weight"
+UNET_INPUTS: Dict[int, Tuple[Optional[str], str]] = {
+    4: ("txt2img", "txt2img"),
+    9: ("inpainting", "inpainting (4 latent + 4 masked-image latent + 1 mask channels)"),
+    8: ("pix2pix", "instruct-pix2pix"),
+    5: ("depth", "depth-to-image"),
+    7: (None, "x4 upscaler"),  # no variant of its own: ckpt.family calls it uncommon
+}
+VARIANTS = {channels: name for channels, (name, _) in UNET_INPUTS.items() if name}
+VARIANT_TEXT = {channels: text for channels, (_, text) in UNET_INPUTS.items()}
+
+# Cross-attention keys (their width is the family's context_dim) and transformer input projections
+# (linear in SD 2.x, a 1x1 conv in SD 1.x).
+ATTN2_TO_K = re.compile(r"^model\.diffusion_model\.(input_blocks|middle_block|output_blocks)\..*\.attn2\.to_k\.weight$")
+PROJ_IN = re.compile(r"^model\.diffusion_model\..*\.proj_in\.weight$")
+
+# Text encoder key layouts, by the prefix the state dict uses (first match wins): layout -> (prefix, name).
+CLIP_PREFIX = "cond_stage_model.transformer.text_model."
+FLAT_PREFIX = "cond_stage_model.transformer."
+OPENCLIP_PREFIX = "cond_stage_model.model."
+SDXL_PREFIX = "conditioner.embedders."
+TEXT_ENCODER_LAYOUTS: Dict[str, Tuple[str, str]] = {
+    "clip": (CLIP_PREFIX, "CLIP text encoder (`cond_stage_model.transformer.text_model.*`)"),
+    "clip-flat": (FLAT_PREFIX, "CLIP text encoder without the `text_model.` level (`cond_stage_model.transformer.*`)"),
+    "openclip": (OPENCLIP_PREFIX, "OpenCLIP (`cond_stage_model.model.*`, SD 2.x)"),
+    "sdxl": (SDXL_PREFIX, "SDXL conditioner (`conditioner.embedders.*`)"),
+}
+# The final layer norm, whose size is the text encoder's output width.
+TEXT_ENCODER_WIDTH_KEYS = (CLIP_PREFIX + "final_layer_norm.weight", FLAT_PREFIX + "final_layer_norm.weight",
+                           OPENCLIP_PREFIX + "ln_final.weight")
+
+Shapes = Mapping[str, Sequence[int]]
+
+
+def text_encoder_kind(names: Iterable[str]) -> Tuple[str, int]:
+    """(layout, tensor count) of the text encoder among state-dict keys: clip, clip-flat, openclip, sdxl or absent."""
+    counts = {layout: 0 for layout in TEXT_ENCODER_LAYOUTS}
+    for key in names:
+        for layout, (prefix, _) in TEXT_ENCODER_LAYOUTS.items():
+            if key.startswith(prefix):
+                counts[layout] += 1
+                break
+    kind = max(counts, key=lambda k: counts[k])
+    return (kind, counts[kind]) if counts[kind] else ("absent", 0)
+
+
+def text_encoder_width(shapes: Shapes) -> Optional[int]:
+    for key in TEXT_ENCODER_WIDTH_KEYS:
+        if key in shapes and len(shapes[key]) == 1:
+            return int(shapes[key][0])
+    return None
+
+
+def _natural(key: str) -> List[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
+def first_match(names: Iterable[str], pattern: Pattern) -> Optional[str]:
+    """The first key (in natural order: block 2 before block 10) that `pattern` matches."""
+    found = sorted((k for k in names if pattern.match(k)), key=_natural)
+    return found[0] if found else None
 
 
 def component_of(name: str) -> Tuple[str, Optional[str], Optional[str], str]:

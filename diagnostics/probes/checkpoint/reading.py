@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .records import ReadResult, TensorRecord, problem
+from .records import Problem, ReadResult, TensorRecord, problem
 
 # What a file is when it is no checkpoint at all, by the sniffed kind (the rules add cause and fix).
 NOT_A_CHECKPOINT = {
@@ -43,7 +43,7 @@ class CheckpointRecords:
     size_bytes: Optional[int] = None
     realpath: Optional[str] = None
     result: Optional[ReadResult] = None
-    problems: List[Dict[str, Any]] = field(default_factory=list)
+    problems: List[Problem] = field(default_factory=list)
     seconds: float = 0.0  # spent in the reader
 
     @property
@@ -51,7 +51,7 @@ class CheckpointRecords:
         return self.result.tensors if self.result is not None else []
 
     @property
-    def all_problems(self) -> List[Dict[str, Any]]:
+    def all_problems(self) -> List[Problem]:
         return self.problems + (self.result.problems if self.result is not None else [])
 
     @property
@@ -96,7 +96,7 @@ def read_tensor_records(path: str, locate: bool = False) -> CheckpointRecords:
         try:
             head = fh.read(HEAD_BYTES)
         except OSError as exc:
-            out.problems.append(problem("ckpt.corrupt", "read-error",
+            out.problems.append(problem("read-error",
                                         f"reading {path} failed: {exc.strerror or exc}", errno=exc.errno))
             return out
         out.sniff = sniff(head, st.st_size, path)
@@ -107,7 +107,7 @@ def read_tensor_records(path: str, locate: bool = False) -> CheckpointRecords:
             try:
                 out.result.resolve(fh, out.result.tensors)
             except (OSError, MemoryError) as exc:
-                out.problems.append(problem("ckpt.corrupt", "read-error", f"reading {path} failed: {exc}"))
+                out.problems.append(problem("read-error", f"reading {path} failed: {exc}"))
         out.seconds = time.perf_counter() - t0
     return out
 
@@ -118,18 +118,16 @@ def _read_file(fh, size: int, out: CheckpointRecords) -> Optional[ReadResult]:
     path = out.path
     try:
         if kind == "empty":
-            out.problems.append(problem("ckpt.corrupt", "empty", f"{path} is empty (0 bytes)"))
+            out.problems.append(problem("empty", f"{path} is empty (0 bytes)"))
             return None
         if kind == "zip":
             from .torchfile import read_torch_zip
 
             result = read_torch_zip(fh, size)
-            torch_zip = not any(p["kind"] == "zip-not-torch" for p in result.problems)
+            torch_zip = not any(p.kind == "zip-not-torch" for p in result.problems)
             out.format = "torch-zip" if torch_zip else "unknown"
             if result.container.get("torchscript"):
-                result.problems.append(problem(
-                    "ckpt.format", "torchscript", "a TorchScript archive (code + constants), not a state dict",
-                    severity="fail"))
+                result.problems.append(problem("torchscript", "a TorchScript archive (code + constants), not a state dict"))
             return result
         if kind == "safetensors":
             from .safetensors_fmt import read_safetensors
@@ -151,7 +149,7 @@ def _read_file(fh, size: int, out: CheckpointRecords) -> Optional[ReadResult]:
             if found is not None:
                 return found
     except (OSError, MemoryError) as exc:
-        out.problems.append(problem("ckpt.corrupt", "read-error", f"reading {path} failed: {exc}"))
+        out.problems.append(problem("read-error", f"reading {path} failed: {exc}"))
         return None
     details = {k: v for k, v in sniffed.items() if k != "kind"}
     message = NOT_A_CHECKPOINT.get(kind or "unknown", str(kind))
@@ -161,7 +159,7 @@ def _read_file(fh, size: int, out: CheckpointRecords) -> Optional[ReadResult]:
         message += f": {sniffed['first_line']!r}"
     elif kind == "archive":
         message = message.format(archive=sniffed.get("archive"))
-    out.problems.append(problem("ckpt.format", str(kind), message, **details))
+    out.problems.append(problem(str(kind), message, **details))
     return None
 
 
@@ -189,7 +187,7 @@ def _disguised_pickle(fh, size: int, out: CheckpointRecords, result: Optional[Re
     from .pickle_vm import pickle_evidence
 
     if result is not None:
-        fatal = any(p["kind"] in _NOT_SAFETENSORS for p in result.problems)
+        fatal = any(p.kind in _NOT_SAFETENSORS for p in result.problems)
         fh.seek(0)
         evidence = pickle_evidence(fh.read(4096))
         if not (evidence == "pickle" or fatal and evidence == "prefix"):
@@ -217,14 +215,13 @@ def _read_dir(path: str, out: CheckpointRecords) -> CheckpointRecords:
             raise PermissionError(path)
         names = sorted(os.listdir(path))
     except OSError as exc:
-        out.problems.append(problem("ckpt.format", "permission-denied",
+        out.problems.append(problem("permission-denied",
                                     f"{path} is a directory this user cannot list", detail=str(exc)))
         return out
     if not is_diffusers_dir(path):
         candidates = [n for n in names if n.lower().endswith(WEIGHT_EXTENSIONS)]
         unzipped = "data.pkl" in names or any(os.path.isfile(os.path.join(path, n, "data.pkl")) for n in names[:50])
-        out.problems.append(problem(
-            "ckpt.format", "directory",
+        out.problems.append(problem("directory",
             f"{path} is a directory, not a checkpoint file" + (" (it looks like an unzipped torch checkpoint)"
                                                               if unzipped else ""),
             candidates=candidates[:20], unzipped_torch=unzipped, entries=len(names)))

@@ -8,7 +8,7 @@ the deep scan and the value reader never care which container a tensor came from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 # name -> (bits per element, safetensors code, torch legacy storage class)
 DTYPES: Dict[str, Tuple[int, Optional[str], Optional[str]]] = {
@@ -99,7 +99,7 @@ class ReadResult:
     """What a container reader returns: tensors, top-level metadata, safety facts and problems."""
 
     tensors: List[TensorRecord] = field(default_factory=list)
-    problems: List[Dict] = field(default_factory=list)
+    problems: List[Problem] = field(default_factory=list)
     container: Dict = field(default_factory=dict)
     pickle: Optional[Dict] = None  # safety facts for pickle-based formats
     training: Dict = field(default_factory=dict)
@@ -113,8 +113,71 @@ class ReadResult:
     resolve: Optional[Callable[[Any, List["TensorRecord"]], None]] = None
 
 
-def problem(code: str, kind: str, message: str, **evidence) -> Dict:
-    """A structural fact about bad input; the rules turn `kind` into cause and fix."""
-    item = {"code": code, "kind": kind, "message": message}
-    item.update(evidence)
-    return item
+class Problem(Mapping):
+    """A structural fact about bad input: its `kind` (e.g. `truncated-zip`), a message and evidence.
+
+    The probe names only the kind; which finding reports it (`code`), how bad it is (`severity`), and the
+    cause and fix a person reads come from the rules' table (`rules/checkpoint/problems.py`). Read as a
+    mapping, a problem is its JSON form (`code`, `kind`, `message`, `severity` where the table gives one,
+    then the evidence), which is what `inspect --json` prints.
+    """
+
+    __slots__ = ("kind", "message", "evidence")
+
+    def __init__(self, kind: str, message: str, evidence: Optional[Dict[str, Any]] = None) -> None:
+        self.kind = kind
+        self.message = message
+        self.evidence: Dict[str, Any] = dict(evidence or {})
+
+    @property
+    def row(self):
+        from ...rules.checkpoint.problems import problem_row
+
+        return problem_row(self.kind)
+
+    @property
+    def code(self) -> str:
+        return self.row.code
+
+    @property
+    def severity(self) -> Optional[str]:
+        return self.row.severity
+
+    @property
+    def blocks_reading(self) -> bool:
+        """The file's structure is damaged: its tensor records cannot be trusted."""
+        return self.row.blocks_reading
+
+    def with_evidence(self, **evidence: Any) -> "Problem":
+        return Problem(self.kind, self.message, dict(self.evidence, **evidence))
+
+    def to_dict(self) -> Dict[str, Any]:
+        item: Dict[str, Any] = {"code": self.code, "kind": self.kind, "message": self.message}
+        if self.severity is not None:
+            item["severity"] = self.severity
+        item.update(self.evidence)
+        return item
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Problem):
+            return (self.kind, self.message, self.evidence) == (other.kind, other.message, other.evidence)
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Problem({self.kind!r}, {self.message!r}, {self.evidence!r})"
+
+
+def problem(kind: str, message: str, **evidence: Any) -> Problem:
+    """A structural fact about bad input; the rules' table turns `kind` into code, cause and fix."""
+    return Problem(kind, message, evidence)

@@ -29,19 +29,19 @@ def stat_path(path: str) -> Tuple[Optional[os.stat_result], Optional[Dict[str, A
         st = os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return None, problem("ckpt.format", "symlink-loop",
+            return None, problem("symlink-loop",
                                  f"{path} is a symbolic link that points (through other links) back to itself",
                                  chain=_link_chain(path))
         if exc.errno == errno.ENOENT and os.path.islink(path):
-            return None, problem("ckpt.format", "dangling-symlink",
+            return None, problem("dangling-symlink",
                                  f"{path} is a symbolic link to {_readlink(path)}, which does not exist",
                                  target=_readlink(path))
         if exc.errno == errno.ENOENT:
-            return None, problem("ckpt.format", "not-found", f"{path} does not exist")
+            return None, problem("not-found", f"{path} does not exist")
         if exc.errno in (errno.EACCES, errno.EPERM):
-            return None, problem("ckpt.format", "permission-denied",
+            return None, problem("permission-denied",
                                  f"cannot look at {path}: permission denied on a parent folder", detail=str(exc))
-        return None, problem("ckpt.format", "os-error", f"cannot stat {path}: {exc.strerror or exc}",
+        return None, problem("os-error", f"cannot stat {path}: {exc.strerror or exc}",
                              errno=exc.errno)
     return st, None
 
@@ -70,7 +70,7 @@ def _link_chain(path: str, limit: int = 8):
 def classify_stat(path: str, st: os.stat_result) -> Optional[Dict[str, Any]]:
     if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
         return None
-    return problem("ckpt.format", "not-regular-file",
+    return problem("not-regular-file",
                    f"{path} is not a regular file (a device, pipe or socket)", mode=oct(st.st_mode))
 
 
@@ -79,14 +79,14 @@ def open_file(path: str):
     try:
         return open(path, "rb"), None
     except PermissionError as exc:
-        return None, problem("ckpt.format", "permission-denied",
+        return None, problem("permission-denied",
                              f"{path} exists but this user cannot read it (permission denied)", detail=str(exc))
     except IsADirectoryError:
-        return None, problem("ckpt.format", "directory", f"{path} is a directory")
+        return None, problem("directory", f"{path} is a directory")
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return None, problem("ckpt.format", "symlink-loop", f"{path} is a symbolic link loop")
-        return None, problem("ckpt.format", "os-error", f"cannot open {path}: {exc.strerror or exc}",
+            return None, problem("symlink-loop", f"{path} is a symbolic link loop")
+        return None, problem("os-error", f"cannot open {path}: {exc.strerror or exc}",
                              errno=exc.errno)
 
 
@@ -162,3 +162,20 @@ def _looks_like_text(head: bytes) -> bool:
         text = sample[: exc.start].decode("utf-8")
     printable = sum(1 for c in text if c.isprintable() or c in "\r\n\t")
     return printable >= 0.95 * max(len(text), 1)
+
+
+# The container each sniffed kind is read as; every other kind is no checkpoint format.
+_CONTAINERS = {"zip": "torch-zip", "safetensors": "safetensors", "pickle": "pickle"}
+
+
+def file_format(path: str) -> str:
+    """The container format of the file at `path`, from its first bytes: "safetensors", "torch-zip",
+    "pickle" (torch's legacy format or a plain pickle: `torch.load` unpickles both), or "unknown"
+    (anything else, or a path that cannot be read). Never raises."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError):
+        return "unknown"
+    return _CONTAINERS.get(sniff(head, size, path)["kind"], "unknown")

@@ -282,8 +282,7 @@ def interpret(root: Any, result: ReadResult, storages: Dict[str, Dict[str, Any]]
         if record is not None:
             result.tensors.append(record)
     if impossible:
-        result.problems.append(problem(
-            "ckpt.corrupt", "impossible-shape",
+        result.problems.append(problem("impossible-shape",
             f"{len(impossible)} tensors have shapes that need more bytes than the whole file (or negative sizes)",
             tensors=impossible[:20], count=len(impossible)))
 
@@ -312,7 +311,7 @@ def _non_tensor(result: ReadResult, name: str, value: Any) -> None:
 def _record(name: str, info: Dict[str, Any], storages, locate, result: ReadResult) -> Optional[TensorRecord]:
     st = storage_of(info["pid"])
     if st is None:
-        result.problems.append(problem("ckpt.corrupt", "bad-storage-reference",
+        result.problems.append(problem("bad-storage-reference",
                                        f"tensor {name} refers to a storage record that is not a torch storage",
                                        tensor=name))
         return None
@@ -330,8 +329,7 @@ def _record(name: str, info: Dict[str, Any], storages, locate, result: ReadResul
     byte_offset = info["offset"] * itemsize(dtype)
     span = span_elements(shape, stride) * itemsize(dtype)
     if info["offset"] < 0 or byte_offset + span > st["numel"] * storage_item:
-        result.problems.append(problem(
-            "ckpt.corrupt", "tensor-outside-storage",
+        result.problems.append(problem("tensor-outside-storage",
             f"tensor {name} reaches past the end of its storage {st['key']}",
             tensor=name, storage=st["key"]))
     base = locate(st["key"])
@@ -425,18 +423,17 @@ def read_torch_zip(fh, size: int) -> ReadResult:
         infos = zf.infolist()
     except zipfile.BadZipFile as exc:
         kind = "truncated-zip" if "not a zip file" in str(exc).lower() else "zip-error"
-        result.problems.append(problem(
-            "ckpt.corrupt", kind,
+        result.problems.append(problem(kind,
             "the zip central directory at the end of the file is missing: the file is cut short"
             if kind == "truncated-zip" else f"the zip structure is damaged: {exc}", detail=str(exc), size=size))
         return result
     except Exception as exc:  # zipfile's parser raises many kinds on hostile input (NotImplementedError for a
         # "version needed" above 6.3, UnicodeDecodeError, struct.error, ...): all of them mean a damaged directory
-        result.problems.append(problem("ckpt.corrupt", "zip-error", f"the zip structure is damaged: {exc}",
+        result.problems.append(problem("zip-error", f"the zip structure is damaged: {exc}",
                                        detail=f"{type(exc).__name__}: {exc}", size=size))
         return result
     if len(infos) > MAX_ZIP_MEMBERS:
-        result.problems.append(problem("ckpt.corrupt", "zip-too-many-members",
+        result.problems.append(problem("zip-too-many-members",
                                        f"{len(infos)} zip members; a torch checkpoint has one per tensor storage",
                                        members=len(infos)))
         return result
@@ -459,7 +456,7 @@ def read_torch_zip(fh, size: int) -> ReadResult:
     anomalies.extend(structural)
     unlocated = [m for m in members if m.error]
     if unlocated:
-        result.problems.append(problem("ckpt.corrupt", "zip-local-header",
+        result.problems.append(problem("zip-local-header",
                                        f"zip member {unlocated[0].name} has no valid local header"
                                        + (f" (+{len(unlocated) - 1} more)" if len(unlocated) > 1 else ""),
                                        member=unlocated[0].name, members=[m.name for m in unlocated[:20]]))
@@ -484,14 +481,13 @@ def read_torch_zip(fh, size: int) -> ReadResult:
     for m in must[:MAX_PICKLE_MEMBERS]:
         replayed.add(id(m))
         if m.info.file_size > MAX_PICKLE_BYTES:
-            result.problems.append(problem(
-                "ckpt.corrupt", "pickle-too-large",
+            result.problems.append(problem("pickle-too-large",
                 f"{m.name} is {m.info.file_size} bytes; a weights pickle is a few MB at most",
                 member=m.name, bytes=m.info.file_size))
             continue
         data, why = read_member(fh, m, size, MAX_PICKLE_BYTES)
         if data is None:
-            result.problems.append(problem("ckpt.corrupt", "zip-member-unreadable", f"cannot read {m.name}: {why}",
+            result.problems.append(problem("zip-member-unreadable", f"cannot read {m.name}: {why}",
                                            member=m.name))
             unverified.append(f"{m.name} could not be read: {why}")
             continue
@@ -507,13 +503,12 @@ def read_torch_zip(fh, size: int) -> ReadResult:
         if m is main:
             main_result = res
         if not res.complete:
-            result.problems.append(problem("ckpt.corrupt", "pickle-error",
+            result.problems.append(problem("pickle-error",
                                            f"{m.name} is not a readable pickle: {res.error}",
                                            member=m.name, pos=res.error_pos))
 
     if main is None:
-        result.problems.append(problem(
-            "ckpt.format", "zip-not-torch",
+        result.problems.append(problem("zip-not-torch",
             "a zip archive without data.pkl: not a torch checkpoint", members=names[:20]))
         _scan_other_members(fh, members, replayed, set(), size, results, labels, anomalies, pickle_notes)
         _scan_hidden(fh, hidden, results, labels, pickle_notes)
@@ -573,15 +568,15 @@ def read_torch_zip(fh, size: int) -> ReadResult:
         elif m.end is not None and m.end > size:
             cut.append(key)
     if cut:
-        result.problems.append(problem("ckpt.corrupt", "zip-member-truncated",
+        result.problems.append(problem("zip-member-truncated",
                                        f"{len(cut)} storage records end past the end of the file",
                                        storages=sorted(cut)[:20], count=len(cut), size=size))
     if missing:
-        result.problems.append(problem("ckpt.corrupt", "missing-storage",
+        result.problems.append(problem("missing-storage",
                                        f"{len(missing)} tensor storages referenced by data.pkl are not in the zip",
                                        storages=sorted(missing)[:20], count=len(missing)))
     if short:
-        result.problems.append(problem("ckpt.corrupt", "storage-too-small",
+        result.problems.append(problem("storage-too-small",
                                        f"{len(short)} storage records are smaller than data.pkl says",
                                        storages=sorted(short)[:20], count=len(short)))
     located = [storage_members[k.lower()] for k in storages if k.lower() in storage_members]
@@ -693,9 +688,7 @@ def read_torch_tar(fh, size: int) -> Optional[ReadResult]:
     verdict = result.pickle["weights_only"]
     verdict["reasons"].append("the legacy tar format is refused by torch >= 2.6")
     verdict["refused"], verdict["add_safe_globals_enough"] = True, False
-    result.problems.append(problem(
-        "ckpt.format", "legacy-tar", "torch's legacy tar format (torch < 0.4): pickles in a tar archive",
-        severity="fail", members=names[:20]))
+    result.problems.append(problem("legacy-tar", "torch's legacy tar format (torch < 0.4): pickles in a tar archive", members=names[:20]))
     return result
 
 
@@ -779,7 +772,7 @@ def _read_pickle_file(buf, fh, size: int) -> ReadResult:
     result.pickle = pickle_facts(results, members, torch_reads=results[:1], unverified=unverified)
     if not results or not results[0].complete:
         err = results[0].error if results else "empty"
-        result.problems.append(problem("ckpt.corrupt", "pickle-error", f"the pickle stream is unreadable: {err}",
+        result.problems.append(problem("pickle-error", f"the pickle stream is unreadable: {err}",
                                        pos=results[0].error_pos if results else 0))
     storages: Dict[str, Dict[str, Any]] = {}
     if results and results[0].root is not None:
@@ -811,8 +804,7 @@ def _read_legacy(buf, fh, size: int, result: ReadResult) -> ReadResult:
     result.pickle = pickle_facts(parts, labels[: len(parts)])
     if len(parts) < 5 or not all(p.complete for p in parts):
         bad = parts[-1] if parts else None
-        result.problems.append(problem(
-            "ckpt.corrupt", "legacy-truncated" if bad is None or "truncated" in (bad.error or "") else "pickle-error",
+        result.problems.append(problem("legacy-truncated" if bad is None or "truncated" in (bad.error or "") else "pickle-error",
             f"the legacy torch file stops inside its {labels[min(len(parts), 5) - 1 if parts else 0]} pickle"
             + (f": {bad.error}" if bad is not None and bad.error else ""), size=size))
         if len(parts) >= 4 and parts[3].root is not None:
@@ -852,8 +844,7 @@ def _read_legacy(buf, fh, size: int, result: ReadResult) -> ReadResult:
         pos += 8 + nbytes
     result.container["storages"] = len(keys)
     if truncated_at is not None:
-        result.problems.append(problem(
-            "ckpt.corrupt", "legacy-truncated",
+        result.problems.append(problem("legacy-truncated",
             f"the file ends inside storage {truncated_at} ({len(offsets)} of {len(keys)} storages complete)",
             size=size, complete=len(offsets), storages=len(keys)))
     elif pos < size:
@@ -862,7 +853,7 @@ def _read_legacy(buf, fh, size: int, result: ReadResult) -> ReadResult:
     interpret(parts[3].root, result, {}, lambda key: offsets.get(key), limit=size)
     missing = sorted({t.storage for t in result.tensors if t.storage not in keys})
     if missing:
-        result.problems.append(problem("ckpt.corrupt", "missing-storage",
+        result.problems.append(problem("missing-storage",
                                        f"{len(missing)} storages are not in the file's storage list",
                                        storages=missing[:20], count=len(missing)))
     return result

@@ -1,0 +1,86 @@
+"""What the config.* rules share: titles (written once), preconditions, finding builders, config lines."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from ...findings import Finding, Status
+from ...probes.checkpoint.shapes import CheckpointShapes
+from ...probes.ldm_config import LdmConfigFacts
+from ...registry import Precondition
+
+Shapes = Mapping[str, Sequence[int]]
+
+TITLES: Dict[str, str] = {
+    "config.load": "LDM config readable",
+    "config.targets": "Config targets exist in the code",
+    "config.in-channels": "UNet input channels: config vs checkpoint",
+    "config.context-dim": "Cross-attention width: config vs checkpoint (SD1 vs SD2)",
+    "config.use-ema": "use_ema vs EMA weights in the checkpoint",
+    "config.cond-stage": "Text encoder: config vs checkpoint",
+}
+
+NO_CONFIG = "No --config was given."
+
+
+def _not_given(ldm_config: LdmConfigFacts) -> Optional[str]:
+    return None if ldm_config.given else NO_CONFIG
+
+
+def _not_loaded(ldm_config: LdmConfigFacts) -> Optional[str]:
+    return None if ldm_config.loaded else "The config could not be read (see config.load)."
+
+
+def shapes_unmet(layout: CheckpointShapes) -> Optional[Finding]:
+    """The skip when the checkpoint's shapes could not be read, else None."""
+    if layout.ok:
+        return None
+    err = layout.error or {}
+    if err.get("kind") == "no-checkpoint":
+        return Finding("", Status.SKIP, "", "No --checkpoint was given: nothing to compare the config with.")
+    hint = " (see ckpt.weights-only-refused)" if err.get("kind") == "weights-only-refused" else " (see ckpt.*)"
+    return Finding("", Status.SKIP, "", f"The checkpoint's tensor shapes could not be read: {err.get('message')}{hint}",
+                   evidence={"error": err})
+
+
+def _shapes_unmet(ctx) -> Optional[Finding]:
+    return shapes_unmet(checkpoint_layout(ctx))
+
+
+def checkpoint_layout(ctx) -> CheckpointShapes:
+    """The checkpoint's shapes, read only once a check gets this far: after the config loaded (a check
+    reads the context for this, so that no checkpoint is read for a config that is not there)."""
+    from ...probes.model import checkpoint_shapes
+
+    return checkpoint_shapes(ctx)
+
+
+CONFIG_GIVEN = Precondition("config given", ("ldm_config",), _not_given)
+CONFIG_LOADED = Precondition("config loaded", ("ldm_config",), _not_loaded)
+SHAPES_READABLE = Precondition("checkpoint shapes readable", ("ctx",), _shapes_unmet)
+COMPARED = (CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE)
+
+
+def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
+    return Finding(code, status, TITLES[code], summary, **details)
+
+
+def skipped(code: str, reason: str, **evidence: Any) -> Finding:
+    return Finding(code, Status.SKIP, TITLES[code], reason, evidence=evidence)
+
+
+def passed(code: str, summary: str, **evidence: Any) -> Finding:
+    return Finding(code, Status.OK, TITLES[code], summary, evidence=evidence)
+
+
+def config_line(config: LdmConfigFacts, dotted: str) -> Optional[int]:
+    return (config.lines or {}).get(dotted)
+
+
+def config_where(config: LdmConfigFacts, dotted: str) -> str:
+    line = config_line(config, dotted)
+    return f"{config.path}:{line}" if line else str(config.path)
+
+
+def unet_params(summary: Mapping[str, Any]) -> Dict[str, Any]:
+    return dict(((summary.get("unet_config") or {}).get("params")) or {})
