@@ -88,7 +88,7 @@ def run(args) -> int:
                           incomplete=incomplete)
     write_report(report, args.out, formats)
 
-    for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
+    for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose, actions=report.actions):
         print(report.redact(line))
     if interrupted:
         print(f"Interrupted after {len(results)} checks: the last complete report was left as it was.")
