@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
+from ..cli import EXIT_BLOCKING, EXIT_OK
 
 
 def add_arguments(parser) -> None:
@@ -58,9 +58,10 @@ def run(args) -> int:
     from ..registry import run_check
     from ..rules.checkpoint import CHECKS  # only this area: no other rules module needs to import
 
+    from .common import validate_checkpoint_argument
+
     path = args.checkpoint
-    if not os.path.lexists(path):
-        raise UsageError(f"checkpoint {path} does not exist")
+    validate_checkpoint_argument(path)  # a missing path, a YAML or text file: exit 2 before any check
     environ = dict(os.environ)
     ctx = Context(Options(checkpoint=path, deep=args.deep, hash=args.hash), environ=environ)
     if not args.no_progress and not args.json and (args.deep or args.hash) and sys.stderr.isatty():
