@@ -45,8 +45,8 @@ class ProgressBar:
         rate = done / max(now - self.start, 1e-6)
         pct = 100.0 * done / total if total else 100.0
         bar = "#" * int(pct / 5)
-        self.stream.write(f"\r{label:6} [{bar:<20}] {pct:5.1f}% {done / 1e9:6.2f}/{total / 1e9:.2f} GB "
-                          f"{rate / 1e6:7.0f} MB/s")
+        self.stream.write(f"\r{label:6} [{bar:<20}] {pct:5.1f}% {done / 2**30:6.2f}/{total / 2**30:.2f} GiB "
+                          f"{rate / 2**20:7.0f} MiB/s")
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()

@@ -84,7 +84,7 @@ class Remedy:
     def to_dict(self) -> Dict[str, Any]:
         return {"title": self.title, "steps": list(self.steps),
                 "changes": [{"code": c, "before": b, "after": a, "summary": s} for c, b, a, s in self.changes()],
-                "files": [{"path": p, "role": r, "found": w} for p, r, w in self.files], "transcript": self.transcript}
+                "files": [{"path": p, "role": r} for p, r in self.files], "transcript": self.transcript}
 
 
 @dataclass
