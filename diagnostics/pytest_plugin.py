@@ -266,10 +266,30 @@ def _clean_tree(value, clean):
 def pytest_metadata(metadata, config):
     """pytest-html's Environment table comes from pytest-metadata (CI variables, plugin lists) and
     is inserted as raw HTML: redact and escape it like everything else we show."""
+    _stack_row(metadata)
     redact = Redactor(dict(os.environ))
     clean = lambda text: html.escape(redact(text))  # noqa: E731
     for key in list(metadata):
         metadata[clean(key)] = _clean_tree(metadata.pop(key), clean)
+
+
+def _summary_html(config, results) -> str:
+    """What to do (one step per cause, in order) and the per-area table, as in our HTML report."""
+    from .report.actions import build_actions
+    from .report.fixes import html_inline
+    from .report.sections import area_statuses
+
+    ctx = config.stash.get(_CONTEXT, None)
+    findings = [f for r in results for f in r.findings]
+    options = ctx.options if ctx is not None else Options()
+    actions = build_actions(findings, options, ctx.facts if ctx is not None else {})
+    items = "".join(f"<li><b>{html_inline(a.title)}</b>{'' if a.blocking else ' (not blocking)'}: "
+                    f"{html_inline(a.summary)}</li>" for a in actions)
+    todo = f"<h2>What to do</h2><ol class='ldm-todo'>{items}</ol>" if actions else "<h2>What to do</h2><p>Nothing.</p>"
+    rows = "".join(f"<tr><td>{html.escape(a.title)}</td><td>{html.escape(a.status.value)}</td>"
+                   f"<td>{html_inline(a.line)}</td></tr>" for a in area_statuses(findings, options))
+    return (todo + "<table class='ldm-areas'><tr><th>Area</th><th>Status</th><th>Summary</th></tr>"
+            + rows + "</table>")
 
 
 def _stack_versions() -> Dict[str, str]:
@@ -286,10 +306,12 @@ def _stack_versions() -> Dict[str, str]:
     return versions
 
 
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_metadata(metadata, config):
-    """The LDM stack's versions in pytest-html's Environment table (escaped by the hook below)."""
-    metadata["LDM stack"] = _stack_versions()
+def _stack_row(metadata) -> None:
+    """The LDM stack's versions as one row of pytest-html's Environment table."""
+    versions = _stack_versions()
+    installed = ", ".join(f"{name} {v}" for name, v in versions.items() if v != "not installed")
+    absent = [name for name, v in versions.items() if v == "not installed"]
+    metadata["LDM stack"] = installed + (f"; not installed: {', '.join(absent)}" if absent else "")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -306,6 +328,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
         for r in results:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        prefix.append(_summary_html(session.config, results))
         prefix.append(f"<p>{len(results)} checks ran: {html.escape(parts)}.</p>")
 
 

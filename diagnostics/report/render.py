@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List
 
 from .build import DTYPE_COLOURS, OTHER_COLOUR, ResolutionReport, area_title
 from .fixes import fix_html, fix_markdown, inline_html, md_code_span, md_fence, md_inline
+from .sections import first_clause
 from .write import atomic_write_text
 
 FORMATS = ("md", "html", "json")
@@ -57,7 +58,7 @@ def _environment(autoescape: bool):
         keep_trailing_newline=True,
     )
     env.filters.update(fence=_fence, md=_md, code=_code, tojson_pretty=_json, area_title=area_title, fix_md=_fix_md,
-                       fix_html=fix_html, prose=inline_html)
+                       fix_html=fix_html, prose=inline_html, brief=first_clause)
     env.globals.update(icons=ICONS, status_icons=STATUS_ICONS, dtype_colours=DTYPE_COLOURS, other_colour=OTHER_COLOUR)
     return env
 

@@ -75,7 +75,7 @@ def area_statuses(findings: Sequence[Finding], options) -> List[AreaStatus]:
         skipped_line = ""
         if skips:
             noun = "check" if len(skips) == 1 else "checks"
-            skipped_line = f"{len(skips)} {title.lower()} {noun} not run: {_skip_reason(area, skips, options)}"
+            skipped_line = f"{len(skips)} {title} {noun} not run: {_skip_reason(area, skips, options)}"
         if not checked:
             line = f"not checked: {_skip_reason(area, skips, options)}"
         elif problems:
