@@ -7,28 +7,11 @@ cached.
 
 import pytest
 
+from diagnostics.registry import checks_in
+
 pytestmark = pytest.mark.network
 
 
-def test_endpoint(diag):
-    diag.check("hub.endpoint")
-
-
-def test_proxy(diag):
-    diag.check("hub.proxy")
-
-
-def test_dns(diag):
-    diag.check("hub.dns")
-
-
-def test_connect(diag):
-    diag.check("hub.connect")
-
-
-def test_tls(diag):
-    diag.check("hub.tls")
-
-
-def test_http_status(diag):
-    diag.check("hub.http-status")
+@pytest.mark.parametrize("check_id", [c.id for c in checks_in("hub")])
+def test_hub(diag, check_id):
+    diag.check(check_id)

@@ -97,6 +97,8 @@ class Context:
         self.runner: Runner = runner or run_command
         self.python = python or sys.executable
         self._facts: Dict[str, Any] = {}
+        # CheckResult per check code, filled by the registry: each check runs once per context.
+        self.check_results: Dict[str, Any] = {}
 
     def fact(self, name: str, probe: Callable[["Context"], Any]) -> Any:
         """Return the memoised result of `probe(self)` under `name`."""

@@ -107,6 +107,13 @@ class Finding:
         )
 
 
+def verdict(status: Status, summary: str, *, evidence: Optional[Dict[str, Any]] = None, cause: str = "",
+            fix: str = "", blocking: Optional[bool] = None, docs=()) -> Finding:
+    """A rule's finding without code or title: the registry stamps the check's own on it."""
+    return Finding("", status, "", summary, evidence=dict(evidence or {}), cause=cause, fix=fix,
+                   blocking=blocking, docs=list(docs))
+
+
 def ok(code: str, title: str, summary: str, **evidence: Any) -> Finding:
     return Finding(code, Status.OK, title, summary, evidence=evidence)
 

@@ -1,9 +1,21 @@
-"""The checks both front-ends run, and the one place that runs them.
+"""The checks both front-ends run, declared as data, and the one place that runs them.
 
-A `Check` joins a probe (memoised on the `Context`) to a pure rule. Each rules module declares
-its checks in a module-level `CHECKS` list; `CHECK_MODULES` names those modules in report order.
-`run_check` is the only caller of a check: a check that raises becomes a finding with status
-`error` (the traceback goes into its evidence), never a crashed harness.
+A `Check` is one declaration next to its rule: the finding code, the title (written only here),
+the pure rule function, the facts it reads (names from `diagnostics.facts`), its preconditions and
+the other checks whose results it needs. The registry does the plumbing every rule used to repeat:
+
+- it resolves the facts (each probe runs once per `Context`);
+- it evaluates the preconditions in order, and the first unmet one is the result (a `skip` with
+  the reason), so a rule body starts with its decision;
+- it stamps the check's code and title on what the rule returns (`verdict(...)` leaves them empty);
+- it turns an exception into a finding with status `error` (a crashed check, never a crashed
+  harness) and memoises each `CheckResult` on the context, so a check that needs another check's
+  result, `explain` confirming a cause and the report all share one run.
+
+Each rules module declares its checks in a module-level `CHECKS` list; `CHECK_MODULES` names those
+modules in report order. Codes emitted outside any check (`explain.*`, `remedy.*`) are declared in
+`OTHER_CODES` of the module that emits them, listed in `CODE_MODULES`; `diagnostics.catalog`
+renders all of them into docs/finding-codes.md.
 """
 
 from __future__ import annotations
@@ -11,13 +23,13 @@ from __future__ import annotations
 import importlib
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .context import Context
 from .findings import Finding, Status, worst
 
-# Report order. Later areas add their module here.
+# Report order. A new area adds its rules module here.
 CHECK_MODULES = (
     "diagnostics.rules.environment",
     "diagnostics.rules.compat",
@@ -29,7 +41,14 @@ CHECK_MODULES = (
     "diagnostics.rules.model",
 )
 
-# Areas are the prefix of a finding code; they group the terminal summary and pick the pytest marker.
+# Modules that emit codes outside the registered checks, each with an `OTHER_CODES` list.
+CODE_MODULES = (
+    "diagnostics.knowledge.codes",
+    "diagnostics.remedies.codes",
+)
+
+# Areas are the prefix of a finding code; they group the terminal summary, the report and the
+# pytest markers.
 AREA_TITLES = {
     "env": "Environment",
     "compat": "Known incompatibilities",
@@ -44,35 +63,92 @@ AREA_TITLES = {
     "remedy": "Remedy",
 }
 
-# pytest markers (registered by the plugin) per area.
-AREA_MARKERS = {
-    "env": "env",
-    "compat": "env",
-    "cuda": "cuda",
-    "hub": "network",
-    "cache": "cache",
-    "tokenizer": "cache",
-    "ckpt": "checkpoint",
-    "config": "model",
-    "model": "model",
-    "explain": "env",
-    "remedy": "cache",
-}
+Unmet = Optional[Union[str, Finding]]
+RuleOutput = Union[Finding, Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """What must hold before a rule can decide, e.g. "checkpoint readable".
+
+    `unmet(*facts)` gets the facts named in `reads`, in that order, and returns None when the
+    precondition holds; otherwise the reason shown to the user (a `skip`), or a finding made with
+    `verdict(...)` when the reason needs evidence or another status."""
+
+    name: str
+    reads: Tuple[str, ...]
+    unmet: Callable[..., Unmet]
+
+
+@dataclass(frozen=True)
+class CodeDoc:
+    """A code some module emits outside the checks (or a check's secondary code), for the catalog."""
+
+    code: str
+    title: str
+    meaning: str = ""
 
 
 @dataclass(frozen=True)
 class Check:
-    id: str  # the code of the check's main finding, e.g. "env.python"
-    title: str
-    func: Callable[[Context], Iterable[Finding]]
+    code: str  # the code of the check's main finding, e.g. "env.python"
+    title: str  # what is checked; reads right with any status
+    rule: Callable[..., RuleOutput]
+    reads: Tuple[str, ...] = ()  # fact names; the rule gets each as a keyword argument of that name
+    requires: Tuple[Precondition, ...] = ()
+    needs: Tuple[str, ...] = ()  # codes of checks whose results the rule gets as `results`
+    emits: Tuple[CodeDoc, ...] = ()  # other codes this check's findings can carry
+
+    @property
+    def id(self) -> str:  # the name front-ends and older callers use
+        return self.code
 
     @property
     def area(self) -> str:
-        return self.id.split(".", 1)[0]
+        return self.code.split(".", 1)[0]
 
-    @property
-    def marker(self) -> str:
-        return AREA_MARKERS.get(self.area, self.area)
+    def evaluate(self, results: Optional[Mapping[str, "CheckResult"]] = None, **facts: Any) -> List[Finding]:
+        """Preconditions, rule and stamping over facts given by hand: what tests call."""
+        for precondition in self.requires:
+            reason = precondition.unmet(*(facts[name] for name in precondition.reads))
+            if reason is not None:
+                return [self._stamp(_as_finding(reason))]
+        kwargs = {name: facts[name] for name in self.reads}
+        if self.needs:
+            kwargs["results"] = dict(results or {})
+        output = self.rule(**kwargs)
+        findings = [output] if isinstance(output, Finding) else list(output)
+        if not findings:
+            raise RuntimeError(f"check {self.code} returned no finding")
+        return [self._stamp(f) for f in findings]
+
+    def fact_names(self) -> Tuple[str, ...]:
+        """Every fact the check looks at: its preconditions' and its rule's, without repeats."""
+        names: List[str] = []
+        for name in [n for p in self.requires for n in p.reads] + list(self.reads):
+            if name not in names:
+                names.append(name)
+        return tuple(names)
+
+    def _stamp(self, finding: Finding) -> Finding:
+        if finding.code and finding.title:
+            return finding
+        code = finding.code or self.code
+        title = finding.title or (self.title if code == self.code else _emitted_title(self, code))
+        return replace(finding, code=code, title=title)
+
+
+def _as_finding(reason: Union[str, Finding]) -> Finding:
+    if isinstance(reason, Finding):
+        return reason
+    return Finding("", Status.SKIP, "", reason)
+
+
+def _emitted_title(check: Check, code: str) -> str:
+    for doc in check.emits:
+        if doc.code == code:
+            return doc.title
+    return check.title
 
 
 @dataclass
@@ -99,44 +175,108 @@ class CheckResult:
         }
 
 
+_MODULE_ERRORS: Dict[str, str] = {}
+
+
+def _checks_of(module_name: str) -> List[Check]:
+    """A module's CHECKS; one broken area is recorded (see `module_errors`), never hides the others."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        _MODULE_ERRORS[module_name] = f"{type(exc).__name__}: {exc}"
+        return []
+    return list(getattr(module, "CHECKS", ()))
+
+
 def all_checks() -> List[Check]:
     checks: List[Check] = []
     for name in CHECK_MODULES:
-        checks.extend(getattr(importlib.import_module(name), "CHECKS", ()))
+        checks.extend(_checks_of(name))
     return checks
 
 
-def get_check(check_id: str) -> Check:
+def module_errors() -> Dict[str, str]:
+    """Rules modules that failed to import in this process, with the error."""
+    return dict(_MODULE_ERRORS)
+
+
+def get_check(code: str) -> Check:
     for check in all_checks():
-        if check.id == check_id:
+        if check.code == code:
             return check
-    raise KeyError(f"no check named {check_id!r}")
+    raise KeyError(f"no check named {code!r}")
+
+
+def find_check(code: str) -> Optional[Check]:
+    """The check whose main finding is `code`, or None."""
+    try:
+        return get_check(code)
+    except KeyError:
+        return None
 
 
 def checks_in(*areas: str) -> List[Check]:
     return [c for c in all_checks() if c.area in areas]
 
 
-def run_check(check: Check, ctx: Context) -> CheckResult:
+def other_codes() -> List[CodeDoc]:
+    """Codes emitted outside the checks' main codes: checks' `emits`, then `OTHER_CODES` of `CODE_MODULES`."""
+    docs = [doc for check in all_checks() for doc in check.emits]
+    for name in CODE_MODULES:
+        docs.extend(getattr(importlib.import_module(name), "OTHER_CODES", ()))
+    return docs
+
+
+def registered_codes() -> Dict[str, str]:
+    """Every code a finding can carry → its title."""
+    codes = {c.code: c.title for c in all_checks()}
+    for doc in other_codes():
+        codes.setdefault(doc.code, doc.title)
+    return codes
+
+
+def _crashed(check: Check, exc: BaseException) -> Finding:
+    return Finding(
+        code=check.code,
+        status=Status.ERROR,
+        title=check.title,
+        summary=f"The check itself crashed: {type(exc).__name__}: {exc}",
+        evidence={"traceback": traceback.format_exc()},
+        cause="A bug in ldm-diagnostics or an environment it did not expect.",
+        fix="Re-run with --verbose and report the traceback; the other checks are unaffected.",
+        blocking=False,
+    )
+
+
+def _evaluate_in(check: Check, ctx: Context, active: Tuple[str, ...]) -> List[Finding]:
+    from .facts import get_fact
+
+    results = {}
+    for code in check.needs:
+        needed = find_check(code)
+        if needed is not None and code not in active:
+            results[code] = _run(needed, ctx, active + (check.code,))
+    facts = {name: get_fact(ctx, name) for name in check.fact_names()}
+    return check.evaluate(results=results, **facts)
+
+
+def _run(check: Check, ctx: Context, active: Tuple[str, ...]) -> CheckResult:
+    memo = ctx.check_results
+    if check.code in memo and memo[check.code].check is check:
+        return memo[check.code]
     start = time.perf_counter()
     try:
-        findings = list(check.func(ctx))
-        if not findings:
-            raise RuntimeError(f"check {check.id} returned no finding")
+        findings = _evaluate_in(check, ctx, active)
     except Exception as exc:  # a crashed check is a finding, not a crashed harness
-        findings = [
-            Finding(
-                code=check.id,
-                status=Status.ERROR,
-                title=check.title,
-                summary=f"The check itself crashed: {type(exc).__name__}: {exc}",
-                evidence={"traceback": traceback.format_exc()},
-                cause="A bug in ldm-diagnostics or an environment it did not expect.",
-                fix="Re-run with --verbose and report the traceback; the other checks are unaffected.",
-                blocking=False,
-            )
-        ]
-    return CheckResult(check, findings, time.perf_counter() - start)
+        findings = [_crashed(check, exc)]
+    result = CheckResult(check, findings, time.perf_counter() - start)
+    memo[check.code] = result
+    return result
+
+
+def run_check(check: Check, ctx: Context) -> CheckResult:
+    """The result of `check` on `ctx`: run once per context, then the memoised result."""
+    return _run(check, ctx, ())
 
 
 def run_checks(ctx: Context, checks: Optional[Sequence[Check]] = None, on_result=None) -> List[CheckResult]:

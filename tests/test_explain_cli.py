@@ -29,7 +29,7 @@ def fake_checks(tmp_path, monkeypatch):
             return [Finding("tokenizer.functional", Status.FAIL, "CLIP tokenizer",
                             "CLIPTokenizer.from_pretrained returned a tokenizer with vocabulary 2")]
 
-        CHECKS = [Check("tokenizer.functional", "CLIP tokenizer", tokenizer)]
+        CHECKS = [Check("tokenizer.functional", "CLIP tokenizer", tokenizer, reads=("ctx",))]
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "CHECK_MODULES", ("fake_checks_for_explain",))

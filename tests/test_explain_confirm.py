@@ -40,7 +40,7 @@ def check(code: str, status: str, summary: str = "", calls=None) -> Check:
             calls.append(code)
         return [Finding(code, Status(status), code, summary or f"{code} says {status}", evidence={"probe": code})]
 
-    return Check(code, code, run)
+    return Check(code, code, run, reads=("ctx",))
 
 
 def match(explanation, sig_id):
@@ -101,7 +101,7 @@ def test_a_crashed_check_leaves_the_question_open(tmp_path):
     def boom(ctx):
         raise RuntimeError("probe exploded")
 
-    k01 = match(explain_text(SEED_LOG, make_ctx(tmp_path), checks=[Check("tokenizer.functional", "t", boom)]), "K01")
+    k01 = match(explain_text(SEED_LOG, make_ctx(tmp_path), checks=[Check("tokenizer.functional", "t", boom, reads=("ctx",))]), "K01")
     repro = k01.reproduce[0]
     assert repro.outcome == "open" and repro.status == "error"
     assert repro.statement.startswith("not decided by tokenizer.functional (error)")
@@ -148,7 +148,7 @@ def test_a_code_emitted_by_a_check_of_another_name_is_found(tmp_path):
         return [Finding("hub.dns", Status.FAIL, "dns", "huggingface.co does not resolve"),
                 Finding("hub.connect", Status.SKIP, "connect", "not reached")]
 
-    checks = [Check("hub.network", "network", probe), check("cache.model-missing", "fail")]
+    checks = [Check("hub.network", "network", probe, reads=("ctx",)), check("cache.model-missing", "fail")]
     k01 = match(explain_text(SEED_LOG, make_ctx(tmp_path), checks=checks), "K01")
     cause = next(c for c in k01.causes if c.cause.id == "K01.a")
     assert cause.status == "confirmed"
@@ -249,7 +249,7 @@ def test_evidence_decides_where_the_status_cannot(tmp_path, position_ids, outcom
         return [Finding("ckpt.clip-position-ids", Status.OK, "CLIP position_ids", "fine",
                         evidence={"position_ids": position_ids})]
 
-    checks = [Check("ckpt.clip-position-ids", "p", position), check("compat.transformers-position-ids", "info")]
+    checks = [Check("ckpt.clip-position-ids", "p", position, reads=("ctx",)), check("compat.transformers-position-ids", "info")]
     k05 = match(explain_text(K05_LOG, make_ctx(tmp_path, transformers="4.31.0"), checks=checks), "K05")
     assert k05.causes[0].needs[1].outcome == outcome
     assert k05.causes[0].status == outcome

@@ -65,7 +65,7 @@ CHECKS = [
     Check("ckpt.hostile-keys", "hostile", lambda ctx: [Finding(
         "ckpt.hostile-keys", Status.FAIL, {"Key names " + IMG!r}, {"unexpected key model." + SCRIPT!r},
         evidence={{"keys": [{LINK!r}], "yaml": {{"target": {SCRIPT!r}}}}}, cause={"log said " + IMG!r},
-        fix={"see " + LINK!r})]),
+        fix={"see " + LINK!r})], reads=("ctx",)),
 ]
 """
 

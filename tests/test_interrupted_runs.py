@@ -29,7 +29,7 @@ def _crash(ctx):
         raise RuntimeError("the probe fell over")
     return [Finding("env.crashy", Status.OK, "crashy", "fine")]
 
-CHECKS = [Check("env.crashy", "crashy", _crash), Check("env.slow", "slow", _slow)]
+CHECKS = [Check("env.crashy", "crashy", _crash, reads=("ctx",)), Check("env.slow", "slow", _slow, reads=("ctx",))]
 '''
 
 RUNNER = ("import sys, diagnostics.registry as r\n"

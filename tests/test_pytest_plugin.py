@@ -22,12 +22,12 @@ def _crash(ctx):
     raise ValueError("probe exploded")
 
 CHECKS = [
-    Check("fake.ok", "ok check", _one("fake.ok", Status.OK, "all good")),
-    Check("fake.warn", "warn check", _one("fake.warn", Status.WARN, "degraded but works", fix="tune it")),
+    Check("fake.ok", "ok check", _one("fake.ok", Status.OK, "all good"), reads=("ctx",)),
+    Check("fake.warn", "warn check", _one("fake.warn", Status.WARN, "degraded but works", fix="tune it"), reads=("ctx",)),
     Check("fake.fail", "fail check", _one("fake.fail", Status.FAIL, "cache is empty <script>alert(1)</script>",
-                                          fix="run `hf download x`", evidence={"path": "<img src=x onerror=alert(2)>"})),
-    Check("fake.skip", "skip check", _one("fake.skip", Status.SKIP, "no GPU on this machine")),
-    Check("fake.crash", "crash check", _crash),
+                                          fix="run `hf download x`", evidence={"path": "<img src=x onerror=alert(2)>"}), reads=("ctx",)),
+    Check("fake.skip", "skip check", _one("fake.skip", Status.SKIP, "no GPU on this machine"), reads=("ctx",)),
+    Check("fake.crash", "crash check", _crash, reads=("ctx",)),
 ]
 '''
 

@@ -13,7 +13,7 @@ from diagnostics.report.terminal import ASCII_MARKS, render_terminal
 
 
 def _result(code, status, summary="s", fix="", blocking=None, **evidence):
-    check = Check(code, code.replace(".", " "), lambda ctx: [])
+    check = Check(code, code.replace(".", " "), lambda ctx: [], reads=("ctx",))
     return CheckResult(check, [Finding(code, status, code + " title", summary, evidence=evidence, fix=fix,
                                        blocking=blocking)])
 
@@ -21,14 +21,14 @@ def _result(code, status, summary="s", fix="", blocking=None, **evidence):
 def test_a_crashing_check_becomes_an_error_finding():
     def boom(ctx):
         raise KeyError("nvml")
-    result = run_check(Check("cuda.available", "CUDA", boom), Context(Options(), environ={}))
+    result = run_check(Check("cuda.available", "CUDA", boom, reads=("ctx",)), Context(Options(), environ={}))
     (f,) = result.findings
     assert f.status is Status.ERROR and not f.blocking
     assert "KeyError" in f.summary and "Traceback" in f.evidence["traceback"]
 
 
 def test_a_check_returning_nothing_is_an_error_not_a_pass():
-    result = run_check(Check("env.x", "x", lambda ctx: []), Context(Options(), environ={}))
+    result = run_check(Check("env.x", "x", lambda ctx: [], reads=("ctx",)), Context(Options(), environ={}))
     assert result.status is Status.ERROR
 
 
@@ -129,7 +129,7 @@ def test_a_remedy_shows_before_and_after_in_solution_and_verification():
     remedy = Remedy("Provision CLIP offline", ["wrote vocab.json", "wrote model.safetensors"], before, after,
                     files=[("hf/hub/models--openai--clip-vit-large-patch14", "provisioned")],
                     transcript="tokenizer vocab 49408")
-    results = [CheckResult(Check(f.code, f.title, lambda ctx: []), [f]) for f in after]
+    results = [CheckResult(Check(f.code, f.title, lambda ctx: [], reads=("ctx",)), [f]) for f in after]
     report = build_report(results, Context(Options(), environ={}), remedies=[remedy])
     md, page = render_markdown(report), render_html(report)
     assert report.status == "RESOLVED"

@@ -5,6 +5,8 @@ import pytest
 from diagnostics.findings import Status
 from diagnostics.rules import compat
 
+from .rules_helpers import evaluate
+
 NO_LDM = {"found": False, "path": None, "rank_zero_only_import": None}
 LDM_IMPORTS = {
     "found": True,
@@ -28,7 +30,7 @@ LDM_PATCHED = {"found": True, "path": "repo/ldm", "rank_zero_only_import": []}
     (None, LDM_IMPORTS, Status.SKIP),
 ])
 def test_pl_rank_zero_only_boundaries(pl, ldm, status):
-    f = compat.rule_pl_rank_zero_only({"pytorch_lightning": pl}, ldm)
+    f = evaluate("compat.pl-rank-zero-only", versions={"pytorch_lightning": pl}, ldm=ldm)
     assert f.status is status
     assert f.code == "compat.pl-rank-zero-only"
     if status is Status.FAIL:
@@ -39,7 +41,7 @@ def test_pl_rank_zero_only_boundaries(pl, ldm, status):
 @pytest.mark.parametrize("tv, status", [("4.19.2", Status.OK), ("4.30.2", Status.OK), ("4.31.0", Status.INFO),
                                         ("5.24.0", Status.INFO), (None, Status.SKIP)])
 def test_transformers_position_ids_boundary_is_4_31(tv, status):
-    f = compat.rule_transformers_position_ids({"transformers": tv})
+    f = evaluate("compat.transformers-position-ids", versions={"transformers": tv})
     assert f.status is status
     if status is Status.INFO:
         assert "position_ids" in f.summary and "strict=False" in f.fix and not f.blocking
@@ -54,7 +56,7 @@ def test_transformers_position_ids_boundary_is_4_31(tv, status):
     (None, {}, Status.SKIP),
 ])
 def test_torch_weights_only_default_boundary_is_2_6(tv, env, status):
-    f = compat.rule_torch_weights_only_default({"torch": tv}, env)
+    f = evaluate("compat.torch-weights-only-default", versions={"torch": tv}, environ=env)
     assert f.status is status
     if status is Status.WARN:
         assert "weights_only=True" in f.summary and "add_safe_globals" in f.fix
@@ -69,7 +71,7 @@ def test_torch_weights_only_default_boundary_is_2_6(tv, env, status):
     (None, "2.1.0", Status.SKIP),
 ])
 def test_numpy2_abi(numpy, torch, status):
-    f = compat.rule_numpy2_abi({"numpy": numpy, "torch": torch})
+    f = evaluate("compat.numpy2-abi", versions={"numpy": numpy, "torch": torch})
     assert f.status is status
     if status is Status.FAIL:
         assert f.fix == "`pip install 'numpy<2'`"
@@ -88,7 +90,7 @@ def test_numpy2_abi(numpy, torch, status):
     ({"huggingface_hub": None}, [], Status.SKIP, None),
 ])
 def test_hub_cached_download(versions, declared, status, text):
-    f = compat.rule_hub_cached_download(versions, declared)
+    f = evaluate("compat.hub-cached-download", versions=versions, hub_requirements=declared)
     assert f.status is status
     if text:
         assert text in f.summary
@@ -97,17 +99,17 @@ def test_hub_cached_download(versions, declared, status, text):
 @pytest.mark.parametrize("tv, status", [("4.19.2", Status.OK), ("4.57.1", Status.OK), ("5.0.0", Status.INFO),
                                         (None, Status.SKIP)])
 def test_tokenizer_silent_empty_boundary_is_5(tv, status):
-    f = compat.rule_tokenizer_silent_empty({"transformers": tv})
+    f = evaluate("compat.tokenizer-silent-empty", versions={"transformers": tv})
     assert f.status is status
     if status is Status.INFO:
         assert "[0, 2, 2" in f.summary
 
 
 def test_xformers_missing_is_info_not_blocking():
-    f = compat.rule_xformers_missing({"xformers": None})
+    f = evaluate("compat.xformers-missing", versions={"xformers": None})
     assert (f.status, f.blocking) == (Status.INFO, False)
     assert "Proceeding without it" in f.summary
-    assert compat.rule_xformers_missing({"xformers": "0.0.28"}).status is Status.OK
+    assert evaluate("compat.xformers-missing", versions={"xformers": "0.0.28"}).status is Status.OK
 
 
 def test_hub_requirement_conflicts_reads_real_metadata():

@@ -9,6 +9,8 @@ from diagnostics.findings import Status
 from diagnostics.probes import gpu
 from diagnostics.rules import cuda
 
+from .rules_helpers import evaluate
+
 SMI_QUERY = "NVIDIA GeForce RTX 3090, 470.82.01, 24576, 8.6\n"
 SMI_HEADER = "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |\n"
 CUDA_TORCH = {"installed": True, "version": "2.1.2+cu121", "kind": "cuda", "cuda": "12.1"}
@@ -68,13 +70,14 @@ def test_torch_cuda_script_runs_in_a_real_child():
 
 
 def test_without_gpu_every_cuda_check_skips_with_the_reason():
-    for f in (cuda.rule_cuda_available(CUDA_TORCH, NO_DRIVER, None, {}),
-              cuda.rule_cuda_driver(CUDA_TORCH, NO_DRIVER), cuda.rule_cuda_arch(None, NO_DRIVER)):
+    facts = dict(torch_build=CUDA_TORCH, gpu_driver=NO_DRIVER, torch_cuda=None, environ={}, options=Options())
+    for f in (evaluate("cuda.available", **facts), evaluate("cuda.driver", **facts), evaluate("cuda.arch", **facts)):
         assert f.status is Status.SKIP and "CUDA checks did not run" in f.summary
 
 
 def test_cpu_torch_on_a_gpu_machine_fails_with_the_reinstall_command():
-    f = cuda.rule_cuda_available(CPU_TORCH, DRIVER_470, None, {})
+    f = evaluate("cuda.available", torch_build=CPU_TORCH, gpu_driver=DRIVER_470, torch_cuda=None, environ={},
+                 options=Options())
     assert f.status is Status.FAIL and f.blocking
     assert f.fix == ("pip install --force-reinstall torch==2.13.0 "
                      "--index-url https://download.pytorch.org/whl/cu118")
@@ -82,14 +85,16 @@ def test_cpu_torch_on_a_gpu_machine_fails_with_the_reinstall_command():
 
 def test_cuda_visible_devices_empty_hides_the_gpu():
     torch_cuda = {"imported": True, "available": False, "devices": []}
-    f = cuda.rule_cuda_available(CUDA_TORCH, DRIVER_470, torch_cuda, {"CUDA_VISIBLE_DEVICES": ""})
+    f = evaluate("cuda.available", torch_build=CUDA_TORCH, gpu_driver=DRIVER_470, torch_cuda=torch_cuda,
+                 environ={"CUDA_VISIBLE_DEVICES": ""}, options=Options())
     assert f.status is Status.FAIL and "CUDA_VISIBLE_DEVICES" in f.summary
 
 
 def test_cuda_available_ok_lists_devices():
     torch_cuda = {"imported": True, "available": True, "devices": [DEVICE], "version": "2.1.2+cu121",
                   "cuda_runtime": "12.1"}
-    f = cuda.rule_cuda_available(CUDA_TORCH, DRIVER_470, torch_cuda, {})
+    f = evaluate("cuda.available", torch_build=CUDA_TORCH, gpu_driver=DRIVER_470, torch_cuda=torch_cuda, environ={},
+                 options=Options())
     assert f.status is Status.OK and "RTX 3090 (sm_86, 23.7 GiB)" in f.summary
 
 
@@ -103,7 +108,7 @@ def test_cuda_available_ok_lists_devices():
 def test_driver_vs_torch_cuda_runtime(driver_version, driver_cuda, runtime, status):
     driver = dict(DRIVER_470, driver_version=driver_version, driver_cuda=driver_cuda)
     torch = dict(CUDA_TORCH, cuda=runtime, version=f"2.1.2+cu{runtime.replace('.', '')}")
-    f = cuda.rule_cuda_driver(torch, driver)
+    f = evaluate("cuda.driver", torch_build=torch, gpu_driver=driver)
     assert f.status is status
     if status is Status.FAIL:
         assert "too old" in f.summary and "download.pytorch.org" in f.fix
@@ -117,7 +122,7 @@ def test_driver_vs_torch_cuda_runtime(driver_version, driver_cuda, runtime, stat
 ])
 def test_arch_list_must_cover_the_gpu(arch_list, capability, status):
     torch_cuda = {"devices": [dict(DEVICE, capability=capability)], "arch_list": arch_list, "kernel_ok": True}
-    f = cuda.rule_cuda_arch(torch_cuda, DRIVER_470)
+    f = evaluate("cuda.arch", torch_cuda=torch_cuda, gpu_driver=DRIVER_470)
     assert f.status is status
     if status is Status.FAIL:
         assert "no kernel image" in f.summary

@@ -6,7 +6,8 @@ import pytest
 
 from diagnostics.findings import Status
 from diagnostics.probes import environment as probe
-from diagnostics.rules import environment as rules
+
+from .rules_helpers import evaluate
 
 
 @pytest.mark.parametrize("version, version_py, kind, cuda", [
@@ -43,36 +44,40 @@ def test_package_versions_reads_metadata_of_this_environment():
 
 
 def test_torch_and_transformers_missing_are_blocking_with_a_fix():
-    f = rules.rule_torch_missing({"torch": None})
+    f = evaluate("env.torch-missing", versions={"torch": None})
     assert (f.code, f.status, f.blocking) == ("env.torch-missing", Status.FAIL, True)
     assert "pip install torch" in f.fix
-    f = rules.rule_transformers_missing({"transformers": None})
+    f = evaluate("env.transformers-missing", versions={"transformers": None})
     assert (f.code, f.status) == ("env.transformers-missing", Status.FAIL)
     assert "FrozenCLIPEmbedder" in f.cause
-    assert rules.rule_torch_missing({"torch": "2.13.0"}).status is Status.OK
+    assert evaluate("env.torch-missing", versions={"torch": "2.13.0"}).status is Status.OK
 
 
 def test_python_rule_names_the_environment():
     facts = {"version": "3.8.18", "version_info": [3, 8, 18], "implementation": "CPython",
              "executable": "/opt/conda/envs/pytorch-legacy/bin/python", "env_kind": "conda",
              "env_name": "pytorch-legacy", "prefix": "/opt/conda/envs/pytorch-legacy"}
-    f = rules.rule_python(facts)
+    f = evaluate("env.python", python=facts)
     assert f.status is Status.OK and "conda env 'pytorch-legacy'" in f.summary
     old = dict(facts, version="3.7.16", version_info=[3, 7, 16])
-    assert rules.rule_python(old).status is Status.FAIL
+    assert evaluate("env.python", python=old).status is Status.FAIL
 
 
 def test_resources_warn_when_ram_cannot_hold_the_checkpoint():
     gib = 2 ** 30
-    low = rules.rule_resources({"total": 8 * gib, "available": 6 * gib}, {"cwd_free": 50 * gib}, 4 * gib)
+    low = evaluate("env.resources", memory={"total": 8 * gib, "available": 6 * gib}, disk={"cwd_free": 50 * gib},
+                   checkpoint_size=4 * gib)
     assert low.status is Status.WARN and "8.0 GiB" in low.summary
-    fine = rules.rule_resources({"total": 64 * gib, "available": 60 * gib}, {"cwd_free": 50 * gib}, 4 * gib)
+    fine = evaluate("env.resources", memory={"total": 64 * gib, "available": 60 * gib}, disk={"cwd_free": 50 * gib},
+                    checkpoint_size=4 * gib)
     assert fine.status is Status.OK
-    unknown = rules.rule_resources({"total": None, "available": None}, {"cwd_free": None}, None)
+    unknown = evaluate("env.resources", memory={"total": None, "available": None}, disk={"cwd_free": None},
+                       checkpoint_size=None)
     assert unknown.status is Status.OK and "unknown" in unknown.summary
 
 
 def test_packages_rule_lists_absent_packages():
-    f = rules.rule_packages({"torch": "2.13.0", "xformers": None}, {"installed": True, "kind": "cpu", "cuda": None})
+    f = evaluate("env.packages", versions={"torch": "2.13.0", "xformers": None},
+                 torch_build={"installed": True, "kind": "cpu", "cuda": None})
     assert f.evidence["not_installed"] == ["xformers"]
     assert "cpu build" in f.summary

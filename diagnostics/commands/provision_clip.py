@@ -435,7 +435,7 @@ def run(args) -> int:
             shutil.rmtree(tmp_config_dir, ignore_errors=True)
 
     finding = remedy_finding(result, versions, offline, verified)
-    remedy_check = Check(REMEDY_CODE, REMEDY_TITLE, lambda c: [finding])
+    remedy_check = Check(REMEDY_CODE, REMEDY_TITLE, lambda: [finding])
     remedy_result = CheckResult(remedy_check, [finding], result.seconds)
     results = list(after) + [remedy_result]
 

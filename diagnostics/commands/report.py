@@ -38,12 +38,12 @@ def _explain_log(ctx, results):
     from ..knowledge.explain import explain_file
     from ..registry import Check, CheckResult, run_check
 
-    def explain(c):
-        explanation = explain_file(c.options.error_log, c, results=results)
-        c.set_fact("original_problem", explanation.original_problem)
+    def explain(ctx):
+        explanation = explain_file(ctx.options.error_log, ctx, results=results)
+        ctx.set_fact("original_problem", explanation.original_problem)
         return explanation.findings()
 
-    return run_check(Check("explain.traceback", "Error log explained", explain), ctx)
+    return run_check(Check("explain.traceback", "Error log explained", explain, reads=("ctx",)), ctx)
 
 
 def _sigterm_as_interrupt() -> None:

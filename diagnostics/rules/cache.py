@@ -780,13 +780,13 @@ def check_tokenizer(ctx):
 
 
 CHECKS: List[Check] = [
-    Check("cache.needed-models", "Hugging Face models the deployment needs", check_needed_models),
-    Check("cache.location", "Hugging Face cache location", check_location),
-    Check("cache.offline-flag", "Offline mode", check_offline_flag),
-    Check("cache.model-missing", "Needed models resolve offline", check_model_missing),
-    Check("cache.incomplete", "Interrupted downloads and broken cache entries", check_incomplete),
-    Check("cache.not-writable", "Cache directory is writable", check_not_writable),
-    Check("cache.disk-space", "Free disk space for downloads", check_disk_space),
-    Check("cache.shadowing-dir", "Directory named like a model id", check_shadowing),
-    Check("tokenizer.functional", "CLIP tokenizer loads and encodes correctly", check_tokenizer),
+    Check("cache.needed-models", "Hugging Face models the deployment needs", check_needed_models, reads=("ctx",)),
+    Check("cache.location", "Hugging Face cache location", check_location, reads=("ctx",)),
+    Check("cache.offline-flag", "Offline mode", check_offline_flag, reads=("ctx",)),
+    Check("cache.model-missing", "Needed models resolve offline", check_model_missing, reads=("ctx",)),
+    Check("cache.incomplete", "Interrupted downloads and broken cache entries", check_incomplete, reads=("ctx",)),
+    Check("cache.not-writable", "Cache directory is writable", check_not_writable, reads=("ctx",)),
+    Check("cache.disk-space", "Free disk space for downloads", check_disk_space, reads=("ctx",)),
+    Check("cache.shadowing-dir", "Directory named like a model id", check_shadowing, reads=("ctx",)),
+    Check("tokenizer.functional", "CLIP tokenizer loads and encodes correctly", check_tokenizer, reads=("ctx",)),
 ]

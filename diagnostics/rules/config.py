@@ -543,10 +543,10 @@ def _targets(ctx):
 
 
 CHECKS: List[Check] = [
-    Check("config.load", "LDM config readable", lambda ctx: [rule_config_load(_config(ctx))]),
-    Check("config.targets", "Config targets exist in the code", _targets),
-    Check("config.in-channels", "UNet input channels: config vs checkpoint", _compare(rule_in_channels)),
-    Check("config.context-dim", "Cross-attention width: config vs checkpoint (SD1 vs SD2)", _compare(rule_context_dim)),
-    Check("config.use-ema", "use_ema vs EMA weights in the checkpoint", _compare(rule_use_ema)),
-    Check("config.cond-stage", "Text encoder: config vs checkpoint", _cond_stage),
+    Check("config.load", "LDM config readable", lambda ctx: [rule_config_load(_config(ctx))], reads=("ctx",)),
+    Check("config.targets", "Config targets exist in the code", _targets, reads=("ctx",)),
+    Check("config.in-channels", "UNet input channels: config vs checkpoint", _compare(rule_in_channels), reads=("ctx",)),
+    Check("config.context-dim", "Cross-attention width: config vs checkpoint (SD1 vs SD2)", _compare(rule_context_dim), reads=("ctx",)),
+    Check("config.use-ema", "use_ema vs EMA weights in the checkpoint", _compare(rule_use_ema), reads=("ctx",)),
+    Check("config.cond-stage", "Text encoder: config vs checkpoint", _cond_stage, reads=("ctx",)),
 ]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ..findings import Finding, Status
-from ..probes.environment import probe_environment
+from ..findings import Finding, Status, verdict
 from ..registry import Check
 from ..util import fmt_bytes
 
@@ -18,29 +17,30 @@ def rule_python(python: Dict[str, Any]) -> Finding:
     label = f"{where} {python['env_name']!r}" if python["env_name"] else where
     evidence = {k: python[k] for k in ("version", "implementation", "executable", "env_kind", "env_name", "prefix")}
     if tuple(python["version_info"]) < (3, 8):
-        return Finding(
-            "env.python", Status.FAIL, "Python",
+        return verdict(
+            Status.FAIL,
             f"Python {python['version']} is older than 3.8, which this harness and current torch need.",
             evidence=evidence,
             cause="Python 3.7 and older are end-of-life; no supported torch/transformers wheels exist for them.",
             fix="Create an environment with Python 3.8 or newer, e.g. `conda create -n ldm python=3.10`.",
         )
-    return Finding(
-        "env.python", Status.OK, "Python",
+    return verdict(
+        Status.OK,
         f"{python['implementation']} {python['version']} in {label} ({python['executable']})",
         evidence=evidence,
     )
 
 
-def rule_packages(packages: Dict[str, Optional[str]], torch: Dict[str, Any]) -> Finding:
+def rule_packages(versions: Dict[str, Optional[str]], torch_build: Dict[str, Any]) -> Finding:
+    packages, torch = versions, torch_build
     present = {k: v for k, v in packages.items() if v}
     absent = sorted(k for k, v in packages.items() if not v)
     build = ""
     if torch.get("installed"):
         build = f"; torch is a {torch['kind']} build" + (f" for CUDA {torch['cuda']}" if torch.get("cuda") else "")
     summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "none of the LDM stack is installed"
-    return Finding(
-        "env.packages", Status.INFO if present else Status.WARN, "LDM stack versions",
+    return verdict(
+        Status.INFO if present else Status.WARN,
         summary + build,
         evidence={"installed": present, "not_installed": absent, "torch_build": torch},
         cause="" if present else "No package of the latent-diffusion stack is installed in this interpreter.",
@@ -48,22 +48,21 @@ def rule_packages(packages: Dict[str, Optional[str]], torch: Dict[str, Any]) -> 
     )
 
 
-def _missing(code: str, package: str, packages: Dict[str, Optional[str]], why: str, fix: str) -> Finding:
-    version = packages.get(package)
+def _missing(package: str, versions: Dict[str, Optional[str]], why: str, fix: str) -> Finding:
+    version = versions.get(package)
     if version:
-        return Finding(code, Status.OK, f"{package} installed", f"{package} {version} is installed.",
-                       evidence={"version": version})
-    return Finding(
-        code, Status.FAIL, f"{package} installed", f"{package} is not installed in this environment.",
+        return verdict(Status.OK, f"{package} {version} is installed.", evidence={"version": version})
+    return verdict(
+        Status.FAIL, f"{package} is not installed in this environment.",
         evidence={"version": None},
         cause=why,
         fix=fix,
     )
 
 
-def rule_torch_missing(packages: Dict[str, Optional[str]]) -> Finding:
+def rule_torch_missing(versions: Dict[str, Optional[str]]) -> Finding:
     return _missing(
-        "env.torch-missing", "torch", packages,
+        "torch", versions,
         "The ldm code, every checkpoint load and every model step need PyTorch.",
         "Install the torch build that matches your GPU driver, e.g. "
         "`pip install torch --index-url https://download.pytorch.org/whl/cu121` "
@@ -71,9 +70,9 @@ def rule_torch_missing(packages: Dict[str, Optional[str]]) -> Finding:
     )
 
 
-def rule_transformers_missing(packages: Dict[str, Optional[str]]) -> Finding:
+def rule_transformers_missing(versions: Dict[str, Optional[str]]) -> Finding:
     return _missing(
-        "env.transformers-missing", "transformers", packages,
+        "transformers", versions,
         "ldm's FrozenCLIPEmbedder imports CLIPTokenizer and CLIPTextModel from transformers.",
         "Install the version your code was written for, e.g. `pip install transformers==4.19.2` for the "
         "original Stable Diffusion environment.",
@@ -90,32 +89,27 @@ def rule_resources(memory: Dict[str, Any], disk: Dict[str, Any], checkpoint_size
     }
     available = memory.get("available")
     if checkpoint_size and available is not None and available < checkpoint_size * RAM_FACTOR:
-        return Finding(
-            "env.resources", Status.WARN, "RAM and disk",
+        return verdict(
+            Status.WARN,
             f"{fmt_bytes(available)} RAM available for a {fmt_bytes(checkpoint_size)} checkpoint; loading needs "
             f"about {fmt_bytes(checkpoint_size * RAM_FACTOR)}.",
             evidence=evidence,
             cause="ldm loads the whole state dict into RAM (torch.load) before copying it into the model.",
             fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GB for SD 1.x).",
         )
-    return Finding(
-        "env.resources", Status.OK, "RAM and disk",
+    return verdict(
+        Status.OK,
         f"{evidence['ram_available']} of {evidence['ram_total']} RAM available, "
         f"{evidence['disk_free_cwd']} free on the working directory's disk.",
         evidence=evidence,
     )
 
 
-def _env(ctx):
-    return ctx.fact("environment", probe_environment)
-
-
 CHECKS: List[Check] = [
-    Check("env.python", "Python", lambda ctx: [rule_python(_env(ctx)["python"])]),
-    Check("env.packages", "LDM stack versions", lambda ctx: [rule_packages(_env(ctx)["packages"], _env(ctx)["torch"])]),
-    Check("env.torch-missing", "torch installed", lambda ctx: [rule_torch_missing(_env(ctx)["packages"])]),
-    Check("env.transformers-missing", "transformers installed",
-          lambda ctx: [rule_transformers_missing(_env(ctx)["packages"])]),
-    Check("env.resources", "RAM and disk",
-          lambda ctx: [rule_resources(_env(ctx)["memory"], _env(ctx)["disk"], _env(ctx)["checkpoint_size"])]),
+    Check("env.python", "Python interpreter", rule_python, reads=("python",)),
+    Check("env.packages", "LDM stack versions", rule_packages, reads=("versions", "torch_build")),
+    Check("env.torch-missing", "torch in this environment", rule_torch_missing, reads=("versions",)),
+    Check("env.transformers-missing", "transformers in this environment", rule_transformers_missing,
+          reads=("versions",)),
+    Check("env.resources", "RAM and disk", rule_resources, reads=("memory", "disk", "checkpoint_size")),
 ]

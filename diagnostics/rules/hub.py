@@ -385,10 +385,10 @@ def check_http_status(ctx):
 
 
 CHECKS: List[Check] = [
-    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _step_check(rule_endpoint)),
-    Check("hub.proxy", "Proxy settings", _step_check(rule_proxy)),
-    Check("hub.dns", "Hub host name resolves", _step_check(rule_dns)),
-    Check("hub.connect", "TCP connection to the Hub", _step_check(rule_connect)),
-    Check("hub.tls", "TLS certificate of the Hub", _step_check(rule_tls)),
-    Check("hub.http-status", "Hub answers for the needed models", check_http_status),
+    Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _step_check(rule_endpoint), reads=("ctx",)),
+    Check("hub.proxy", "Proxy settings", _step_check(rule_proxy), reads=("ctx",)),
+    Check("hub.dns", "Hub host name resolves", _step_check(rule_dns), reads=("ctx",)),
+    Check("hub.connect", "TCP connection to the Hub", _step_check(rule_connect), reads=("ctx",)),
+    Check("hub.tls", "TLS certificate of the Hub", _step_check(rule_tls), reads=("ctx",)),
+    Check("hub.http-status", "Hub answers for the needed models", check_http_status, reads=("ctx",)),
 ]

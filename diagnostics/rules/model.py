@@ -730,10 +730,10 @@ def _instantiate(ctx):
 
 CHECKS: List[Check] = [
     Check("model.import", "Model code importable",
-          lambda ctx: [rule_model_import(_model(ctx), ctx.fact("ldm", probe_ldm), _versions(ctx))]),
-    Check("model.instantiate", "Model builds from the config", _instantiate),
-    Check("model.load-keys", "Checkpoint keys vs model (strict=False)", lambda ctx: [rule_model_load_keys(_model(ctx))]),
+          lambda ctx: [rule_model_import(_model(ctx), ctx.fact("ldm", probe_ldm), _versions(ctx))], reads=("ctx",)),
+    Check("model.instantiate", "Model builds from the config", _instantiate, reads=("ctx",)),
+    Check("model.load-keys", "Checkpoint keys vs model (strict=False)", lambda ctx: [rule_model_load_keys(_model(ctx))], reads=("ctx",)),
     Check("model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode",
-          lambda ctx: [rule_smoke_forward(_model(ctx))]),
-    Check("cuda.memory", "GPU memory for the model", lambda ctx: [rule_cuda_memory(_model(ctx))]),
+          lambda ctx: [rule_smoke_forward(_model(ctx))], reads=("ctx",)),
+    Check("cuda.memory", "GPU memory for the model", lambda ctx: [rule_cuda_memory(_model(ctx))], reads=("ctx",)),
 ]

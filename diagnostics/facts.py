@@ -1,0 +1,100 @@
+"""One table of facts: each fact's name and the probe that gathers it, in one place.
+
+A check names the facts it reads (`Check.reads`, `Precondition.reads`); the registry looks each
+name up here and memoises the probe's result on the `Context`, so the GPU child process or a
+checkpoint scan runs once however many checks read it. Probes are named as "module:function" and
+imported only when a check asks, which keeps `python -m diagnostics --help` free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Dict
+
+FACT_PROBES: Dict[str, str] = {
+    # the world the run looks at (Context); "ctx" is the context itself, for a check that drives
+    # several probes in an order of its own (e.g. the model build) or a hand-made check in tests
+    "ctx": "diagnostics.facts:context",
+    "environ": "diagnostics.facts:environ",
+    "options": "diagnostics.facts:options",
+    # interpreter, packages, RAM and disk
+    "environment": "diagnostics.probes.environment:probe_environment",
+    "versions": "diagnostics.probes.environment:installed_versions",
+    "python": "diagnostics.facts:python",
+    "torch_build": "diagnostics.facts:torch_build",
+    "memory": "diagnostics.facts:memory",
+    "disk": "diagnostics.facts:disk",
+    "checkpoint_size": "diagnostics.facts:checkpoint_size",
+    # the ldm code and the packages that declare requirements on huggingface_hub
+    "ldm": "diagnostics.probes.code:probe_ldm",
+    "hub_requirements": "diagnostics.rules.compat:hub_requirement_conflicts_of",
+    # GPU
+    "gpu_driver": "diagnostics.probes.gpu:probe_driver",
+    "torch_cuda": "diagnostics.facts:torch_cuda",
+    # Hugging Face cache and Hub
+    "needed_models": "diagnostics.probes.needed_models:probe_needed_models",
+    "cache": "diagnostics.probes.cache:probe_cache",
+    "hub": "diagnostics.probes.hub:probe_hub",
+    # checkpoint, config, model
+    "checkpoint": "diagnostics.probes.checkpoint:probe_checkpoint",
+    "ldm_config": "diagnostics.probes.ldm_config:probe_ldm_config",
+    "model": "diagnostics.probes.model:probe_model",
+}
+
+
+def probe_for(name: str) -> Callable[[Any], Any]:
+    try:
+        target = FACT_PROBES[name]
+    except KeyError:
+        raise KeyError(f"no fact named {name!r}: add it to diagnostics.facts.FACT_PROBES") from None
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def get_fact(ctx, name: str) -> Any:
+    """The fact `name` for this context, gathered once."""
+    return ctx.fact(name, probe_for(name))
+
+
+# --- facts that are a view of the context or of another fact -------------------------------------
+
+
+def context(ctx):
+    return ctx
+
+
+def environ(ctx) -> Dict[str, str]:
+    return ctx.environ
+
+
+def options(ctx):
+    return ctx.options
+
+
+def python(ctx) -> Dict[str, Any]:
+    return get_fact(ctx, "environment")["python"]
+
+
+def torch_build(ctx) -> Dict[str, Any]:
+    return get_fact(ctx, "environment")["torch"]
+
+
+def memory(ctx) -> Dict[str, Any]:
+    return get_fact(ctx, "environment")["memory"]
+
+
+def disk(ctx) -> Dict[str, Any]:
+    return get_fact(ctx, "environment")["disk"]
+
+
+def checkpoint_size(ctx):
+    return get_fact(ctx, "environment")["checkpoint_size"]
+
+
+def torch_cuda(ctx):
+    """torch's own view of CUDA, from a child process; None where no driver is present or --device cpu."""
+    from .probes.gpu import probe_torch_cuda
+
+    if not get_fact(ctx, "gpu_driver").get("present") or ctx.options.device == "cpu":
+        return None
+    return probe_torch_cuda(ctx, get_fact(ctx, "torch_build").get("installed", False))
