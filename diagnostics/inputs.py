@@ -95,7 +95,7 @@ def checkpoint_problem(path: str, option: str = "--checkpoint") -> str:
         return ""  # the checkpoint checks judge it
     if looks_like_yaml(path, head):
         return f"{option} {path} is a YAML config, not a checkpoint; did you mean --config {path}?"
-    if looks_like_text(head) and (path.lower().endswith(TEXT_SUFFIXES) or b"\n" in head or len(head) < 64):
+    if looks_like_text(head) and (path.lower().endswith(TEXT_SUFFIXES) or b"\n" in head):
         first = head.split(b"\n", 1)[0][:60].decode("utf-8", "replace").strip()
         return f"{option} {path} is a text file ({first!r}...), not a checkpoint (.ckpt, .safetensors or a diffusers folder)"
     return ""

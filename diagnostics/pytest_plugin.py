@@ -328,7 +328,8 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
         for r in results:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        prefix.append(_summary_html(session.config, results))
+        redact = session.config.stash.get(_REDACT, None) or Redactor(dict(os.environ))
+        prefix.append(redact(_summary_html(session.config, results)))
         prefix.append(f"<p>{len(results)} checks ran: {html.escape(parts)}.</p>")
 
 

@@ -144,8 +144,8 @@ from diagnostics.registry import Check
 def _one(code, status, summary, fix=""):
     return lambda ctx: [Finding(code, status, code, summary, fix=fix, evidence={"n": 1})]
 CHECKS = [Check("ckpt.a-fail", "a", _one("ckpt.a-fail", Status.FAIL, "broken",
-                fix="Set it:\\n```yaml\\nmodel:\\n  params: {}\\n```"))] + [
-    Check(f"cuda.s{i}", "s", _one(f"cuda.s{i}", Status.SKIP, "No NVIDIA GPU")) for i in range(12)]
+                fix="Set it:\\n```yaml\\nmodel:\\n  params: {}\\n```"), reads=("ctx",))] + [
+    Check(f"cuda.s{i}", "s", _one(f"cuda.s{i}", Status.SKIP, "No NVIDIA GPU"), reads=("ctx",)) for i in range(12)]
 """)
     pytester.makeconftest("import diagnostics.registry as r\n"
                           "r.CHECK_MODULES = r.CHECK_MODULES + ('fewchecks',)\n"

@@ -99,10 +99,12 @@ def test_html_dir_is_rewritten_to_report_html(project, exists):
     text = report.read_text()
     # Our extras reach pytest-html escaped: after the JSON blob's own attribute escaping is undone,
     # the markup is still escaped once, so the browser shows it as text.
-    blob = html.unescape(text)
+    blob = html.unescape(re.search(r'data-jsonblob="([^"]*)"', text).group(1))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in blob
     assert "&lt;img src=x onerror=alert(2)&gt;" in blob
     assert "<script>alert(1)" not in blob and "<img src=x onerror" not in blob
+    # the action list above the results is page HTML: escaped once
+    assert "<script>alert(1)" not in text and "cache is empty &lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 def test_markers_are_registered(project):
@@ -115,7 +117,7 @@ def test_markers_are_registered(project):
 YAML_FIX_CHECKS = FAKE_CHECKS.replace("CHECKS = [", """CHECKS = [
     Check("fake.yaml", "yaml fix", _one("fake.yaml", Status.FAIL, "version is wrong",
           fix="1. in v1-inference.yaml set `version`:\\n```yaml\\nmodel:\\n  params:\\n    version: /models/clip\\n```\\n"
-              "2. start with `HF_HUB_OFFLINE=1`")),""")
+              "2. start with `HF_HUB_OFFLINE=1`"), reads=("ctx",)),""")
 
 
 @pytest.mark.skipif(sys.version_info < (3, 9), reason="pytest-html 4 needs Python 3.9")

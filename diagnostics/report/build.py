@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
+from ..context import Context, Options
 from ..findings import SCHEMA, Finding, Status
 from ..redact import Redactor
 from ..registry import AREA_TITLES, CheckResult
@@ -22,6 +23,9 @@ from .fixes import join_text
 from .sections import AreaStatus, area_statuses, files_involved, headline, remaining_issues
 
 RESOLVED, UNRESOLVED, DEGRADED = "RESOLVED", "UNRESOLVED", "DEGRADED"
+# Facts that are views of the context (the context itself, its environment), not findings' evidence.
+_NOT_FACTS = ("ctx", "context", "environ", "options")
+_CONTEXT_TYPES = (Context, Options)
 
 # Investigation sub-sections (the seed's "Environment Analysis", "Checkpoint Analysis", plus the
 # model check the seed ran by hand) and the finding areas each one shows.
@@ -171,7 +175,8 @@ class ResolutionReport:
             "environment": [{"name": k, "value": v} for k, v in self.environment_table],
             "checks": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
-            "facts": self.facts,
+            "facts": {name: value for name, value in self.facts.items() if name not in _NOT_FACTS
+                      and not isinstance(value, _CONTEXT_TYPES)},
         }
 
 

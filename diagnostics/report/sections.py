@@ -56,7 +56,7 @@ def _skip_reason(area: str, skips: Sequence[Finding], options) -> str:
         what, reason = option_missing
         if not getattr(options, "checkpoint" if what == "checkpoint" else "config", None):
             return reason
-    common, _ = Counter(first_clause(f.summary).rstrip(".") for f in skips).most_common(1)[0]
+    common, _ = Counter(first_clause(f.summary, 90).rstrip(".") for f in skips).most_common(1)[0]
     return common
 
 
@@ -79,7 +79,7 @@ def area_statuses(findings: Sequence[Finding], options) -> List[AreaStatus]:
         if not checked:
             line = f"not checked: {_skip_reason(area, skips, options)}"
         elif problems:
-            line = f"{len(problems)} of {len(checked)} with problems: {first_clause(problems[0].summary)}"
+            line = f"{len(problems)} of {len(checked)} with problems: {first_clause(problems[0].summary, 90)}"
         else:
             line = f"{passed} of {len(checked)} passed"
         rows.append(AreaStatus(area, title, status, line, passed, len(checked), problems, len(skips), skipped_line))
