@@ -9,8 +9,9 @@ more line (a hint, a related finding) is copied with `dataclasses.replace`, neve
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 SCHEMA = "ldm-diagnostics/1"
 
@@ -72,6 +73,11 @@ class Finding:
         """A copy whose fix starts with `hint` (e.g. a no-download step placed before the others)."""
         return replace(self, fix=hint + "\n" + self.fix if self.fix else hint)
 
+    @property
+    def fix_steps(self) -> List["FixStep"]:
+        """The fix as steps (prose plus optional code), parsed from the text the rule wrote."""
+        return parse_fix(self.fix)
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "code": self.code,
@@ -80,7 +86,8 @@ class Finding:
             "summary": self.summary,
             "evidence": self.evidence,
             "cause": self.cause,
-            "fix": self.fix,
+            "fix": self.fix,  # the text as the rule wrote it; `fix_steps` is the same, structured
+            "fix_steps": [step.to_dict() for step in self.fix_steps],
             "blocking": bool(self.blocking),
             "docs": list(self.docs),
         }
@@ -113,3 +120,106 @@ def ok(code: str, title: str, summary: str, **evidence: Any) -> Finding:
 
 def skip(code: str, title: str, reason: str, **evidence: Any) -> Finding:
     return Finding(code, Status.SKIP, title, reason, evidence=evidence)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixes as structure. Rules write a fix as text: prose, numbered steps ("1. ...", "2. ..."), and
+# code either in ``` fences (```yaml) or as lines indented under the prose line that introduces
+# them. `parse_fix` is the one reader of that text; each report format renders the steps its way.
+
+
+@dataclass(frozen=True)
+class FixStep:
+    """One thing to do: prose (may hold `inline code`) plus an optional block of code."""
+
+    text: str
+    code: Optional[str] = None
+    lang: Optional[str] = None  # "shell", "yaml", "python", ... or None when unknown
+    number: Optional[int] = None  # the rule's own step number ("2. start with ..."), if any
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"text": self.text, "code": self.code, "lang": self.lang, "number": self.number}
+
+
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)\s*$")
+_YAML_KEY = re.compile(r"^[A-Za-z_][\w.\-]*:(\s|$)")
+_NUMBERED = re.compile(r"^(\d{1,2})[.)]\s+(.*)$")
+_LANG_ALIASES = {"sh": "shell", "bash": "shell", "console": "shell", "yml": "yaml", "py": "python"}
+
+
+def guess_lang(code: str) -> str:
+    """yaml for `key:` blocks, python for imports/calls with keywords, shell otherwise."""
+    lines = [line.strip() for line in code.splitlines() if line.strip()]
+    if lines and all(re.match(r"^(- )?[\w.\-\"']+:(\s|$)", line) or line.startswith("#") for line in lines):
+        return "yaml"
+    if lines and re.match(r"^(import |from \w+ import |\w+(\.\w+)*\()", lines[0]):
+        return "python"
+    return "shell"
+
+
+def _dedent(lines: List[str]) -> str:
+    widths = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
+    cut = min(widths) if widths else 0
+    return "\n".join(line[cut:].rstrip() for line in lines).strip("\n")
+
+
+def _read_fence(lines: List[str], start: int) -> Tuple[str, str, int]:
+    """(code, lang, index after the closing fence) for the fence opened at lines[start]."""
+    opener = _FENCE.match(lines[start])
+    marker, lang = opener.group(1), opener.group(2).lower()
+    body: List[str] = []
+    index = start + 1
+    while index < len(lines):
+        closing = _FENCE.match(lines[index])
+        if closing and closing.group(1)[0] == marker[0] and len(closing.group(1)) >= len(marker) \
+                and not closing.group(2):
+            return _dedent(body), _LANG_ALIASES.get(lang, lang), index + 1
+        body.append(lines[index])
+        index += 1
+    return _dedent(body), _LANG_ALIASES.get(lang, lang), index  # unclosed: the rest is code
+
+
+def parse_fix(text: str) -> List[FixStep]:
+    """Steps of a fix text. Never raises; text without structure is one step of prose."""
+    lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    steps: List[FixStep] = []
+    prose: List[str] = []
+    number: Optional[int] = None
+    index = 0
+
+    def close(code: Optional[str] = None, lang: Optional[str] = None) -> None:
+        nonlocal prose, number
+        if prose or code:
+            steps.append(FixStep(" ".join(part.strip() for part in prose if part.strip()), code or None,
+                                 (lang or guess_lang(code)) if code else None, number))
+        prose, number = [], None
+
+    while index < len(lines):
+        line = lines[index]
+        if _FENCE.match(line):
+            code, lang, index = _read_fence(lines, index)
+            close(code, lang)
+            continue
+        indented = line[:1] in (" ", "\t") and line.strip()
+        # A YAML block written flush left right after "... set `key: value`:" is code too.
+        yaml_after_colon = bool(prose) and prose[-1].rstrip().endswith(":") and bool(_YAML_KEY.match(line))
+        if (indented and (prose or steps)) or yaml_after_colon:
+            block = []
+            while index < len(lines) and not _FENCE.match(lines[index]) and (
+                    lines[index][:1] in (" ", "\t") or not lines[index].strip()
+                    or (yaml_after_colon and _YAML_KEY.match(lines[index]))):
+                block.append(lines[index])
+                index += 1
+            close(_dedent(block), "yaml" if yaml_after_colon else None)
+            continue
+        index += 1
+        if not line.strip():
+            continue
+        numbered = _NUMBERED.match(line.strip())
+        if numbered or prose:
+            close()
+        if numbered:
+            number, line = int(numbered.group(1)), numbered.group(2)
+        prose.append(line)
+    close()
+    return [step for step in steps if step.text or step.code]

@@ -10,9 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SEED_HEADINGS = ("Original Problem", "Root Cause Analysis", "Investigation Process", "Environment Analysis",
-                 "Checkpoint Analysis", "Model Instantiation", "Solution", "Verification", "Current Status",
-                 "Remaining Issues", "Recommendations", "Files Involved")
+SEED_HEADINGS = ("What to Do", "Summary by Area", "Original Problem", "Root Cause Analysis", "Investigation Process",
+                 "Environment Analysis", "Checkpoint Analysis", "Model Instantiation", "Solution", "Current Status",
+                 "Remaining Issues", "Recommendations", "Files Involved")  # Verification: only after a remedy
 
 
 def run_cli(*args, cwd, env=None, python=sys.executable):
@@ -59,6 +59,95 @@ def test_usage_errors_exit_2_without_a_traceback(tmp_path, args, message):
     assert proc.returncode == 2
     assert message in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_subcommands_usage_error_prints_that_subcommands_usage(tmp_path):
+    proc = run_cli("report", "--bogus", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: python -m diagnostics report ")
+    assert "python -m diagnostics report: error: unrecognized arguments: --bogus" in proc.stderr
+
+
+def _wrong_inputs(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "v1-inference.yaml").write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n")
+    (tmp_path / "notes.txt").write_text("the checkpoint is on the NAS\n")
+    (tmp_path / "sd15.ckpt").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)  # zip magic: a checkpoint
+    (tmp_path / "binary.cfg").write_bytes(bytes(range(256)) * 4)
+
+
+WRONG_INPUTS = [
+    (["--checkpoint", "models"], "--checkpoint models is a directory, not a checkpoint file (and not a diffusers "
+                                 "folder: no model_index.json)"),
+    (["--checkpoint", "v1-inference.yaml"], "--checkpoint v1-inference.yaml is a YAML config, not a checkpoint; "
+                                            "did you mean --config v1-inference.yaml?"),
+    (["--checkpoint", "notes.txt"], "--checkpoint notes.txt is a text file ('the checkpoint is on the NAS'...), not a "
+                                    "checkpoint (.ckpt, .safetensors or a diffusers folder)"),
+    (["--config", "sd15.ckpt"], "--config sd15.ckpt is a checkpoint, not a YAML config; did you mean --checkpoint "
+                                "sd15.ckpt?"),
+    (["--config", "binary.cfg"], "--config binary.cfg is a binary file, not YAML text (an LDM config is a .yaml file)"),
+    (["--checkpoint", "v1-inference.yaml", "--config", "sd15.ckpt"],
+     "--checkpoint and --config look swapped: v1-inference.yaml is a YAML config and sd15.ckpt a checkpoint; "
+     "did you mean --checkpoint sd15.ckpt --config v1-inference.yaml?"),
+]
+
+
+@pytest.mark.parametrize("command", [["report"], ["explain", "-", "--no-confirm"], ["provision-clip", "--hf-cache"]],
+                         ids=["report", "explain", "provision-clip"])
+@pytest.mark.parametrize("args, message", WRONG_INPUTS, ids=[" ".join(a) for a, _ in WRONG_INPUTS])
+def test_wrong_inputs_exit_2_with_one_line_in_every_command(tmp_path, command, args, message):
+    _wrong_inputs(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "diagnostics", *command, *args], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                          timeout=120, input="")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == f"error: {message}\n"  # one line, before any check ran
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("name, message", [
+    ("models", "checkpoint models is a directory, not a checkpoint file"),
+    ("v1-inference.yaml", "checkpoint v1-inference.yaml is a YAML config, not a checkpoint; did you mean --config"),
+    ("notes.txt", "checkpoint notes.txt is a text file"),
+])
+def test_inspect_takes_the_same_checkpoint_rules(tmp_path, name, message):
+    _wrong_inputs(tmp_path)
+    proc = run_cli("inspect", name, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads every file")
+@pytest.mark.parametrize("command", [["inspect", "locked.ckpt"], ["explain", "locked.ckpt"],
+                                     ["report", "--checkpoint", "locked.ckpt"]])
+def test_an_unreadable_file_is_exit_2_everywhere(tmp_path, command):
+    locked = tmp_path / "locked.ckpt"
+    locked.write_bytes(b"PK\x03\x04")
+    locked.chmod(0)
+    proc = run_cli(*command, cwd=tmp_path)
+    assert proc.returncode == 2 and "not readable (permission denied)" in proc.stderr
+
+
+def test_reports_keep_the_users_umask(tmp_path):
+    code = ("import os, sys\nos.umask(0o022)\nfrom diagnostics.cli import main\n"
+            "sys.exit(main(['report', '--out', 'out', '--no-progress']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").iterdir()}
+    assert modes == {"resolution-report.md": "0o644", "resolution-report.html": "0o644",
+                     "resolution-report.json": "0o644"}
+
+
+def test_atomic_write_follows_a_stricter_umask(tmp_path):
+    from diagnostics.report.write import atomic_write_text
+
+    old = os.umask(0o077)
+    try:
+        atomic_write_text(tmp_path / "r.md", "x")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "r.md").stat().st_mode & 0o777) == "0o600"
 
 
 def test_unwritable_out_is_a_usage_error_before_any_check(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -184,6 +185,7 @@ def test_hostile_text_is_escaped_and_secrets_redacted(reports, tmp_path):
     assert "<script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     md = (tmp_path / "out" / "resolution-fleet.md").read_text(encoding="utf-8")
-    assert "<img src=x" not in md  # Markdown text outside code spans has its tags neutralised
+    # Markdown text outside code spans has its tags neutralised: `<` is written `\<` (no HTML entities)
+    assert re.search(r"(?<!\\)<img src=x", md) is None and "\\<img src=x" in md
     assert "\\|x" in md  # a pipe in a node id does not split the table row
     assert token not in proc.stdout

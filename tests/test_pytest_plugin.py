@@ -3,6 +3,7 @@
 import html
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def project(pytester, monkeypatch):
     pytester.makepyfile(test_checks=TESTS)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(pytester.path)]))
     monkeypatch.setenv("LDM_DIAG_CODE_ROOT", "from-env")
+    (pytester.path / "from-env").mkdir()
+    (pytester.path / "model.ckpt").write_bytes(b"PK\x03\x04" + bytes(range(256)))  # a (broken) zip, not text
     return pytester
 
 
@@ -96,10 +99,12 @@ def test_html_dir_is_rewritten_to_report_html(project, exists):
     text = report.read_text()
     # Our extras reach pytest-html escaped: after the JSON blob's own attribute escaping is undone,
     # the markup is still escaped once, so the browser shows it as text.
-    blob = html.unescape(text)
+    blob = html.unescape(re.search(r'data-jsonblob="([^"]*)"', text).group(1))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in blob
     assert "&lt;img src=x onerror=alert(2)&gt;" in blob
     assert "<script>alert(1)" not in blob and "<img src=x onerror" not in blob
+    # the action list above the results is page HTML: escaped once
+    assert "<script>alert(1)" not in text and "cache is empty &lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 def test_markers_are_registered(project):
@@ -107,3 +112,52 @@ def test_markers_are_registered(project):
     out = result.stdout.str()
     for marker in ("env:", "network:", "cache:", "checkpoint:", "cuda:", "model:"):
         assert "@pytest.mark." + marker in out
+
+
+YAML_FIX_CHECKS = FAKE_CHECKS.replace("CHECKS = [", """CHECKS = [
+    Check("fake.yaml", "yaml fix", _one("fake.yaml", Status.FAIL, "version is wrong",
+          fix="1. in v1-inference.yaml set `version`:\\n```yaml\\nmodel:\\n  params:\\n    version: /models/clip\\n```\\n"
+              "2. start with `HF_HUB_OFFLINE=1`"), reads=("ctx",)),""")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 9), reason="pytest-html 4 needs Python 3.9")
+def test_pytest_html_gets_a_title_the_stack_readable_fixes_and_collapsed_skips(project):
+    pytest.importorskip("pytest_html")
+    project.makepyfile(fakechecks=YAML_FIX_CHECKS)
+    project.makepyfile(test_yaml="def test_yaml(diag):\n    diag.check('fake.yaml')\n")
+    result = _run(project, "--html=reports/", "--self-contained-html")
+    assert result.ret == 1
+    blob = html.unescape((project.path / "reports" / "report.html").read_text())
+    assert '<title id="head-title">LDM deployment checks</title>' in blob
+    assert re.search(r'"LDM stack": "torch [^"]*transformers ', blob)  # one row of the Environment table
+    assert "<h2>What to do</h2><ol class='ldm-todo'><li><b>" in blob  # the action list, above the results
+    assert '"renderCollapsed": ["passed", "skipped"]' in blob
+    # the YAML fix keeps its lines, in a code block; the prose is text with <code>, no backticks
+    # (the extras sit in a JSON blob: quotes and newlines are JSON-escaped there)
+    assert r'<pre><code class=\"language-yaml\">model:\n  params:\n    version: /models/clip</code></pre>' in blob
+    assert "in v1-inference.yaml set <code>version</code>:" in blob
+    assert "<details><summary>evidence</summary>" in blob
+    # the skip shows its reason, not pytest's (path, line, message) tuple
+    assert "no GPU on this machine" in blob and "pytest_plugin.py', " not in blob
+    assert "6 checks ran: 1 error, 2 fail, 1 ok, 1 skip, 1 warn." in blob  # pytest-html's own line counts only passed and failed tests
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "missing.ckpt"], "--checkpoint missing.ckpt does not exist"),
+    (["--checkpoint", "."], "is a directory, not a checkpoint file"),
+    (["--checkpoint", "conf.yaml"], "is a YAML config, not a checkpoint; did you mean --config conf.yaml?"),
+    (["--config", "model.ckpt"], "is a checkpoint, not a YAML config; did you mean --checkpoint model.ckpt?"),
+])
+def test_wrong_inputs_are_a_usage_error_before_any_test(project, args, message):
+    (project.path / "conf.yaml").write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "passed" not in result.stdout.str() and "Traceback" not in result.stderr.str()
+
+
+def test_deep_and_hash_reach_the_context(project):
+    project.makepyfile(test_opts="def test_opts(diag):\n"
+                                 "    assert diag.context.options.deep and diag.context.options.hash\n")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "test_opts.py", "--deep", "--hash")
+    result.assert_outcomes(passed=1)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 
 from diagnostics.context import Context, Options
 from diagnostics.findings import Finding, Status
@@ -61,12 +62,15 @@ def test_report_sections_are_filled_and_escaped():
     assert report.status == "UNRESOLVED"
     assert [f.code for f in report.root_causes] == ["cache.model-missing"]
     assert [s.code for s in report.solution] == ["cache.model-missing", "compat.torch-weights-only-default"]
-    assert [f.code for f in report.remaining] == ["compat.torch-weights-only-default"]
+    # every unresolved blocking failure, then the warnings
+    assert [f.code for f in report.remaining] == ["cache.model-missing", "compat.torch-weights-only-default"]
     assert any("CUDA checks did not run" in r for r in report.recommendations)
-    assert ("model.ckpt", "checkpoint") in report.files
+    assert [(path, role) for path, role, _ in report.files] == [("model.ckpt", "checkpoint")]  # not the report itself
     md, page, js = render_markdown(report), render_html(report), render_json(report)
     assert "**Status**: ❌ UNRESOLVED" in md and "2026-01-02 03:04" in md
-    assert "<script>alert" not in md and "&lt;script>alert(1)" in md
+    # Markdown: a backslash before `<` (CommonMark shows it as text), never an HTML entity
+    assert re.search(r"(?<!\\)<script", md) is None and "missing \\<script>alert(1)\\</script>" in md
+    assert "&lt;" not in md
     assert "<script>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     data = json.loads(js)
@@ -183,7 +187,8 @@ def test_model_instantiation_section_shows_time_memory_params_keys_and_smoke():
     report = build_report([_result("model.instantiate", Status.OK)], ctx)
     rows = dict(report.model_table)
     assert rows["Parameters: model"] == "859.54 M (686 tensors)"  # the seed's "DiffusionWrapper has 859.54 M params"
-    assert rows["Time"] == "import 5.05 s, instantiate 0.34 s, load 0.07 s, device 14.40 s"
+    # every stage the child timed, smoke (the sum of its parts) included, as the progress line shows them
+    assert rows["Time"] == "import 5.05 s, instantiate 0.34 s, load 0.07 s, device 14.40 s, smoke 0.10 s (total 19.96 s)"
     assert rows["Checkpoint keys"] == "1143 of 1143 loaded; 688 missing, 1 unexpected, 0 size mismatches"
     assert rows["GPU memory (max allocated)"] == "2.0 GiB"
     assert rows["Smoke forward: vae"] == "1x3x512x512 NOT finite"

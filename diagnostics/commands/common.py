@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from ..cli import UsageError
 from ..context import Context, Options
 
@@ -39,32 +37,23 @@ def options_from_args(args, environ=None) -> Options:
     return options
 
 
-def _readable(path: str, what: str, directory_ok: bool = False) -> None:
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{what} {path} does not exist")
-    if p.is_dir():
-        if directory_ok:
-            if not os.access(p, os.R_OK | os.X_OK):
-                raise UsageError(f"{what} {path} is not readable")
-            return
-        raise UsageError(f"{what} {path} is a directory, not a file")
-    if not os.access(p, os.R_OK):
-        raise UsageError(f"{what} {path} is not readable (permission denied)")
-
-
 def validate_inputs(options: Options) -> None:
-    """Inputs the user named must exist and be readable: otherwise exit 2 before any check runs."""
-    # A checkpoint that exists but is unreadable, a directory or a link loop is a finding of the
-    # checkpoint checks (ckpt.corrupt / ckpt.format), not a usage error; only a wrong path is.
-    if options.checkpoint and not os.path.lexists(options.checkpoint):
-        raise UsageError(f"checkpoint {options.checkpoint} does not exist")
-    if options.config:
-        _readable(options.config, "config")
-    if options.error_log:
-        _readable(options.error_log, "error log")
-    if options.code_root and not Path(options.code_root).is_dir():
-        raise UsageError(f"code root {options.code_root} is not a directory")
+    """The paths the user named must be what their option says (see diagnostics/inputs.py):
+    otherwise exit 2, with one line, before any check runs."""
+    from ..inputs import input_problems
+
+    problems = input_problems(options)
+    if problems:
+        raise UsageError(problems[0])
+
+
+def validate_checkpoint_argument(path: str, name: str = "checkpoint") -> None:
+    """The same rules for a checkpoint given as a positional argument (inspect CKPT)."""
+    from ..inputs import checkpoint_problem
+
+    problem = checkpoint_problem(path, name)
+    if problem:
+        raise UsageError(problem)
 
 
 def context_from_args(args) -> Context:

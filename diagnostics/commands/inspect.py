@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
+from ..cli import EXIT_BLOCKING, EXIT_OK
 
 
 def add_arguments(parser) -> None:
@@ -45,8 +45,8 @@ class ProgressBar:
         rate = done / max(now - self.start, 1e-6)
         pct = 100.0 * done / total if total else 100.0
         bar = "#" * int(pct / 5)
-        self.stream.write(f"\r{label:6} [{bar:<20}] {pct:5.1f}% {done / 1e9:6.2f}/{total / 1e9:.2f} GB "
-                          f"{rate / 1e6:7.0f} MB/s")
+        self.stream.write(f"\r{label:6} [{bar:<20}] {pct:5.1f}% {done / 2**30:6.2f}/{total / 2**30:.2f} GiB "
+                          f"{rate / 2**20:7.0f} MiB/s")
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()
@@ -58,9 +58,10 @@ def run(args) -> int:
     from ..registry import run_check
     from ..rules.checkpoint import CHECKS  # only this area: no other rules module needs to import
 
+    from .common import validate_checkpoint_argument
+
     path = args.checkpoint
-    if not os.path.lexists(path):
-        raise UsageError(f"checkpoint {path} does not exist")
+    validate_checkpoint_argument(path)  # a missing path, a YAML or text file: exit 2 before any check
     environ = dict(os.environ)
     ctx = Context(Options(checkpoint=path, deep=args.deep, hash=args.hash), environ=environ)
     if not args.no_progress and not args.json and (args.deep or args.hash) and sys.stderr.isatty():

@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stdout-json", action="store_true",
                         help="also print the JSON report on stdout as one framed line, for `kubectl logs` "
                              "and `fleet merge`")
+    parser.add_argument("--deep", action="store_true", help="read all checkpoint tensors: NaN/Inf scan, EMA statistics")
+    parser.add_argument("--hash", action="store_true", help="sha256, AutoV2 and legacy A1111 hashes of the checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="print no progress on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every finding and crash tracebacks")
 
 
@@ -63,7 +66,8 @@ def _sigterm_as_interrupt() -> None:
 
 
 def run(args) -> int:
-    from ..registry import run_checks
+    from .. import progress
+    from ..registry import all_checks, run_check
     from ..report.build import build_report
     from ..report.render import output_paths, write_report
     from ..report.terminal import marks_for, render_terminal
@@ -78,16 +82,21 @@ def run(args) -> int:
     if problem:  # before any check runs: a report we cannot write is a usage error
         raise UsageError(f"--out: {problem}")
 
-    def progress(result):
-        if sys.stderr.isatty():
-            print(f"  {result.check.id} ({result.seconds:.1f} s)", file=sys.stderr)
-
     results, interrupted = [], False
     _sigterm_as_interrupt()
-    try:
-        run_checks(ctx, on_result=lambda r: (results.append(r), progress(r)))
-    except KeyboardInterrupt:
-        interrupted = True
+    with progress.use(progress.for_stream(sys.stderr, enabled=not args.no_progress)) as reporter:
+        bytes_progress = progress.BytesProgress(reporter)
+        ctx.progress = bytes_progress  # --deep / --hash report bytes read as they go
+        try:
+            for check in all_checks():
+                reporter.check(check.id)
+                result = run_check(check, ctx)
+                results.append(result)
+                reporter.check_done(check.id, result.status.value, result.seconds)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bytes_progress.close()
     if ctx.options.error_log and not interrupted:
         results.append(_explain_log(ctx, results))
     crashed = [r.check.id for r in results if r.status is Status.ERROR]
@@ -102,7 +111,7 @@ def run(args) -> int:
 
         print(frame_report(report.node["id"], render_json(report)), flush=True)
 
-    for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose):
+    for line in render_terminal(results, marks_for(sys.stdout), verbose=args.verbose, actions=report.actions):
         print(report.redact(line))
     if interrupted:
         print(f"Interrupted after {len(results)} checks: the last complete report was left as it was.")

@@ -94,7 +94,10 @@ def probe_torch_cuda(ctx, torch_installed: bool) -> Optional[Dict[str, Any]]:
     """What `torch.cuda` reports, from a child interpreter; None when torch is not installed."""
     if not torch_installed:
         return None
-    result = ctx.runner([ctx.python, "-c", TORCH_CUDA_SCRIPT], ctx.options.timeout, ctx.environ)
+    from .. import progress
+
+    with progress.step("cuda: asking torch in a child process", timeout=ctx.options.timeout):
+        result = ctx.runner([ctx.python, "-c", TORCH_CUDA_SCRIPT], ctx.options.timeout, ctx.environ)
     if result.returncode is None:
         return {"imported": False, "probe_error": result.error or "could not run", "timed_out": result.timed_out}
     for line in reversed(result.stdout.strip().splitlines()):

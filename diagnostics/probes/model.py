@@ -173,7 +173,12 @@ def run_model_child(ctx, request: Dict[str, Any]) -> Dict[str, Any]:
     """Run the child for `request`; returns the facts (never raises)."""
     timeout = float(ctx.options.timeout)
     argv = [ctx.python, "-m", CHILD_MODULE, json.dumps(request)]
-    result = ctx.runner(argv, timeout, child_env(ctx))
+    from .. import progress  # live progress: the stages as the child reports them
+
+    with progress.step("model: building it in a child process", timeout=timeout) as step:
+        result = progress.run_child(ctx.runner, argv, timeout, child_env(ctx), step.child_event, MARK)
+        if result.timed_out:
+            step.done(f"stopped after {timeout:g} s (--timeout)", failed=True)
     events, other = parse_child_output(result.stdout or "")
     facts: Dict[str, Any] = {
         "ran": True, "request": request, "timeout": timeout, "returncode": result.returncode,

@@ -49,7 +49,10 @@ def run_tokenizer_check(ctx, ref: str, offline: bool, timeout: float) -> Dict[st
     env = dict(ctx.environ)
     if offline:
         env.update(OFFLINE_VARS)  # both: transformers < 4.22 reads only TRANSFORMERS_OFFLINE
-    result = ctx.runner([ctx.python, "-c", TOKENIZER_SCRIPT, str(ctx.cwd), ref, PROBE_TEXT], timeout, env)
+    from .. import progress
+
+    with progress.step(f"tokenizer: loading {ref} in a child process", timeout=timeout):
+        result = ctx.runner([ctx.python, "-c", TOKENIZER_SCRIPT, str(ctx.cwd), ref, PROBE_TEXT], timeout, env)
     facts: Dict[str, Any] = {"ref": ref, "forced_offline": offline, "timeout": timeout,
                              "returncode": result.returncode, "timed_out": result.timed_out}
     parsed: Optional[Dict[str, Any]] = None

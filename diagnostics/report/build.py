@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
+from ..context import Context, Options
 from ..findings import SCHEMA, Finding, Status
 from ..redact import Redactor
 from ..registry import AREA_TITLES, CheckResult
 from ..util import fmt_bytes
+from .actions import Action, build_actions
+from .fixes import join_text
+from .sections import AreaStatus, area_statuses, files_involved, headline, remaining_issues
 
 RESOLVED, UNRESOLVED, DEGRADED = "RESOLVED", "UNRESOLVED", "DEGRADED"
+# Facts that are views of the context (the context itself, its environment), not findings' evidence.
+_NOT_FACTS = ("ctx", "context", "environ", "options")
+_CONTEXT_TYPES = (Context, Options)
 
 # Investigation sub-sections (the seed's "Environment Analysis", "Checkpoint Analysis", plus the
 # model check the seed ran by hand) and the finding areas each one shows.
@@ -51,8 +58,9 @@ class Section:
 @dataclass
 class Step:
     title: str
-    code: str  # finding code the step fixes
+    code: str  # finding code the step fixes (the lead one when it fixes several)
     text: str
+    codes: List[str] = field(default_factory=list)  # every finding the step resolves
 
 
 @dataclass
@@ -97,7 +105,7 @@ class ResolutionReport:
     checklist: List[Tuple[bool, str, str]]  # (done, check title, status)
     remaining: List[Finding]
     recommendations: List[str]
-    files: List[Tuple[str, str]]  # (path, role)
+    files: List[Tuple[str, str, str]]  # (path, role, what was found there)
     environment_table: List[Tuple[str, str]]
     checkpoint_table: List[Tuple[str, str]] = field(default_factory=list)
     checkpoint_chart: List[Dict[str, Any]] = field(default_factory=list)
@@ -107,6 +115,8 @@ class ResolutionReport:
     incomplete: bool = False
     remedies: List[Remedy] = field(default_factory=list)
     node: Optional[Dict[str, Any]] = None  # who this node is in a fleet (diagnostics/fleet/identity.py)
+    actions: List[Action] = field(default_factory=list)  # what to do, in order, one per cause
+    areas: List[AreaStatus] = field(default_factory=list)  # per-area status (summary table, Current Status)
     # Applied by every renderer to its final text, so no secret reaches a file (see redact.py).
     redact: Callable[[str], str] = field(default=lambda text: text, repr=False)
 
@@ -117,6 +127,20 @@ class ResolutionReport:
     @property
     def blocking(self) -> List[Finding]:
         return [f for f in self.findings if f.blocking]
+
+    def findings_of(self, action: Action) -> List[Finding]:
+        """The findings an action resolves, in the action's order."""
+        by_code = {f.code: f for f in self.findings}
+        return [by_code[c] for c in action.codes if c in by_code]
+
+    def step_of(self, finding: Finding) -> int:
+        """Number of the action that resolves `finding` (1-based), 0 when none does."""
+        return next((n for n, a in enumerate(self.actions, 1) if finding.code in a.codes), 0)
+
+    def skipped_lines(self, section: Section) -> List[str]:
+        """One line per area of `section` for its skipped checks (instead of one line per skip)."""
+        areas = {f.code.split(".", 1)[0] for f in section.findings}
+        return [a.skipped_line for a in self.areas if a.area in areas and a.skipped_line and not section.note]
 
     def counts(self) -> Dict[str, int]:
         counts = {s.value: 0 for s in Status}
@@ -140,17 +164,21 @@ class ResolutionReport:
             "root_causes": [f.code for f in self.root_causes],
             "investigation": {s.key: {"title": s.title, "findings": [f.code for f in s.findings], "note": s.note}
                               for s in self.investigation},
-            "solution": [{"title": s.title, "code": s.code, "text": s.text} for s in self.solution],
+            "actions": [a.to_dict() for a in self.actions],
+            "areas": [a.to_dict() for a in self.areas],
+            "solution": [{"title": s.title, "code": s.code, "text": s.text, "codes": list(s.codes)}
+                         for s in self.solution],
             "verification": [f.code for f in self.verification],
             "checklist": [{"done": d, "check": t, "status": st} for d, t, st in self.checklist],
             "remaining": [f.code for f in self.remaining],
             "recommendations": self.recommendations,
-            "files": [{"path": p, "role": r} for p, r in self.files],
+            "files": [{"path": p, "role": r, "found": w} for p, r, w in self.files],
             "remedies": [m.to_dict() for m in self.remedies],
             "environment": [{"name": k, "value": v} for k, v in self.environment_table],
             "checks": [r.to_dict() for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
-            "facts": self.facts,
+            "facts": {name: value for name, value in self.facts.items() if name not in _NOT_FACTS
+                      and not isinstance(value, _CONTEXT_TYPES)},
         }
 
 
@@ -235,6 +263,16 @@ def _checkpoint_chart(ckpt: Dict[str, Any], width: int = 560) -> List[Dict[str, 
     return chart
 
 
+def stage_seconds(stages: Dict[str, Any], name: str) -> Optional[float]:
+    """Seconds the model child measured for one stage (the smoke stage: the sum of its parts)."""
+    stage = stages.get(name) or {}
+    if isinstance(stage.get("seconds"), (int, float)):
+        return float(stage["seconds"])
+    parts = [p.get("seconds") for p in (stage.get("parts") or {}).values() if isinstance(p, dict)]
+    parts = [p for p in parts if isinstance(p, (int, float))]
+    return float(sum(parts)) if parts else None
+
+
 def _model_table(model: Dict[str, Any]) -> List[Tuple[str, str]]:
     """The seed's hand-run model check, as facts: times, memory, parameters, keys, smoke forward."""
     stages = (model or {}).get("stages") or {}
@@ -244,10 +282,11 @@ def _model_table(model: Dict[str, Any]) -> List[Tuple[str, str]]:
     inst, load, device, smoke = (stages.get(k) or {} for k in ("instantiate", "load", "device", "smoke"))
     if inst.get("class"):
         rows.append(("Model class", str(inst["class"]) + (" (built on the meta device)" if inst.get("meta") else "")))
-    times = [f"{name} {stages[name]['seconds']:.2f} s" for name in ("import", "instantiate", "load", "device")
-             if isinstance((stages.get(name) or {}).get("seconds"), (int, float))]
-    if times:
-        rows.append(("Time", ", ".join(times)))
+    timed = [(name, stage_seconds(stages, name)) for name in ("import", "instantiate", "load", "device", "smoke")]
+    timed = [(name, secs) for name, secs in timed if secs is not None]
+    if timed:
+        total = f" (total {sum(secs for _, secs in timed):.2f} s)" if len(timed) > 1 else ""
+        rows.append(("Time", ", ".join(f"{name} {secs:.2f} s" for name, secs in timed) + total))
     for name, comp in (inst.get("components") or {}).items():
         count = comp.get("parameters", comp.get("elements"))
         if isinstance(count, int):
@@ -273,39 +312,25 @@ def _model_table(model: Dict[str, Any]) -> List[Tuple[str, str]]:
     return rows
 
 
-def _files(ctx, written: Sequence[str]) -> List[Tuple[str, str]]:
-    opts = ctx.options
-    files = []
-    for path, role in ((opts.checkpoint, "checkpoint"), (opts.config, "LDM config"), (opts.code_root, "code root"),
-                       (opts.error_log, "error log")):
-        if path:
-            files.append((str(path), role))
-    ldm = ctx.facts.get("ldm") or {}
-    if ldm.get("found") and ldm.get("path") and ldm.get("path") != opts.code_root:
-        files.append((ldm["path"], "ldm package"))
-    for path in written:
-        files.append((str(path), "this report"))
-    return files
-
-
 def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (),
                  original_problem: Optional[Dict[str, Any]] = None, incomplete: bool = False,
                  now: Optional[_dt.datetime] = None, remedies: Sequence[Remedy] = (),
                  node: Optional[Dict[str, Any]] = None) -> ResolutionReport:
-    """`results` are the checks as they stand now (after any remedy); `remedies` what was done."""
+    """`results` are the checks as they stand now (after any remedy); `remedies` what was done.
+    `written` (the report files) is accepted for callers; the report does not list itself."""
     findings = sorted((f for r in results for f in r.findings), key=_order)
     status = report_status(findings)
-    blocking = [f for f in findings if f.blocking]
-    problems = [f for f in findings if f.status in (Status.WARN, Status.ERROR) or (f.status is Status.FAIL and not f.blocking)]
+    facts = ctx.facts
+    if original_problem is not None:
+        facts = dict(facts, original_problem=original_problem)
+    actions = build_actions(findings, ctx.options, facts)
+    order = {code: i for i, a in enumerate(actions) for code in a.codes}
+    blocking = sorted((f for f in findings if f.blocking), key=lambda f: order.get(f.code, len(order)))
 
     if original_problem and original_problem.get("error_message"):
         issue = original_problem["error_message"].strip().splitlines()[0]
-    elif blocking:
-        issue = f"{len(blocking)} blocking problem{'s' if len(blocking) != 1 else ''}: {blocking[0].summary}"
-    elif problems:
-        issue = f"No blocking problem; {len(problems)} warning{'s' if len(problems) != 1 else ''} to review."
     else:
-        issue = "No problem found: the deployment checks pass."
+        issue = headline(actions, findings)
 
     sections = []
     for key, title, areas in SECTIONS:
@@ -319,9 +344,7 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
                 note = "The model was not instantiated (pass --config, --checkpoint and --code-root)."
         sections.append(Section(key, title, in_section, note))
 
-    solution = [Step(f.title, f.code, f.fix) for f in blocking if f.fix]
-    solution += [Step(f.title, f.code, f.fix) for f in problems if f.fix]
-
+    solution = [Step(a.title, a.codes[0], join_text(a.steps), list(a.codes)) for a in actions if a.steps]
     checklist = [(r.status in (Status.OK, Status.INFO), r.check.title, r.status.value) for r in results]
     recommendations = [f"{f.title}: {f.fix}" for f in findings if f.status is Status.INFO and f.fix]
     cuda_skipped = [f for f in findings if _area(f.code) == "cuda" and f.status is Status.SKIP]
@@ -338,11 +361,11 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         root_causes=blocking,
         investigation=sections,
         solution=solution,
-        verification=[f for f in findings if f.status is Status.OK],
+        verification=[f for m in remedies for f in m.after if f.status is Status.OK],
         checklist=checklist,
-        remaining=problems,
+        remaining=remaining_issues(findings),
         recommendations=recommendations,
-        files=_files(ctx, written) + [f for m in remedies for f in m.files],
+        files=files_involved(ctx.options, facts, findings, [f for m in remedies for f in m.files]),
         environment_table=([("Node", f"{node['id']} (host {node.get('hostname')})")] if node else [])
         + _environment_table(ctx.facts),
         checkpoint_table=_checkpoint_table(ctx.facts.get("checkpoint") or {}),
@@ -353,6 +376,8 @@ def build_report(results: Sequence[CheckResult], ctx, written: Sequence[str] = (
         incomplete=incomplete,
         remedies=list(remedies),
         node=node,
+        actions=actions,
+        areas=area_statuses(findings, ctx.options),
         redact=Redactor(ctx.environ),
     )
 

@@ -1,17 +1,19 @@
 """Render a ResolutionReport to Markdown, HTML and JSON with jinja2 templates, and write them.
 
 HTML is server-rendered with autoescaping on (readable without JavaScript, inert with hostile
-log text); Markdown escapes angle brackets outside code fences and sizes each fence to its content.
+log text); Markdown escapes angle brackets outside code spans with a backslash (never an HTML
+entity) and sizes each fence to its content. Fixes are rendered per format by `fixes.py`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Dict, Iterable, List
 
 from .build import DTYPE_COLOURS, OTHER_COLOUR, ResolutionReport, area_title
+from .fixes import fix_html, fix_markdown, inline_html, md_code_span, md_fence, md_inline
+from .sections import first_clause
 from .write import atomic_write_text
 
 FORMATS = ("md", "html", "json")
@@ -24,24 +26,21 @@ STATUS_ICONS = {"RESOLVED": "✅", "UNRESOLVED": "❌", "DEGRADED": "⚠️"}
 
 def _fence(text: str, lang: str = "") -> str:
     """A fenced code block longer than any backtick run inside `text`, so content cannot close it."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+    return md_fence(text, lang)
 
 
 def _md(text) -> str:
-    """Inline Markdown text: neutralise HTML tags and line breaks that would break the layout.
-    Only `<` needs escaping for that; `>` and `&` stay readable in the raw file."""
-    text = str(text if text is not None else "")
-    return text.replace("<", "&lt;").replace("\r", "").replace("\n", " ")
+    """Inline Markdown prose (see fixes.md_inline): one line, no HTML tags, no HTML entities."""
+    return md_inline(text)
 
 
 def _code(text) -> str:
     """Inline code span that survives backticks in the text."""
-    text = str(text).replace("\n", " ")
-    ticks = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
+    return md_code_span(text)
+
+
+def _fix_md(fix, indent: str = "") -> list:
+    return fix_markdown(fix, indent)
 
 
 def _json(value) -> str:
@@ -64,7 +63,8 @@ def _environment(autoescape: bool):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fence=_fence, md=_md, code=_code, tojson_pretty=_json, area_title=area_title)
+    env.filters.update(fence=_fence, md=_md, code=_code, tojson_pretty=_json, area_title=area_title, fix_md=_fix_md,
+                       fix_html=fix_html, prose=inline_html, brief=first_clause)
     env.globals.update(icons=ICONS, status_icons=STATUS_ICONS, dtype_colours=DTYPE_COLOURS, other_colour=OTHER_COLOUR)
     return env
 

@@ -7,6 +7,7 @@ from typing import Iterable, List
 
 from ..findings import Status, worst
 from ..registry import AREA_TITLES, CheckResult
+from .fixes import fix_terminal, user_text
 
 UNICODE_MARKS = {"ok": "✓", "info": "✓", "warn": "!", "fail": "✗", "error": "☠", "skip": "-"}
 ASCII_MARKS = {"ok": "+", "info": "+", "warn": "!", "fail": "x", "error": "E", "skip": "-"}
@@ -21,7 +22,25 @@ def marks_for(stream) -> dict:
     return UNICODE_MARKS
 
 
-def render_terminal(results: Iterable[CheckResult], marks=UNICODE_MARKS, verbose: bool = False) -> List[str]:
+def render_actions(actions, marks=UNICODE_MARKS) -> List[str]:
+    """The ordered action list: one numbered step per cause, with its fix, code indented."""
+    if not actions:
+        return []
+    lines = ["", "What to do, in this order:"]
+    for number, action in enumerate(actions, 1):
+        tag = "" if action.blocking else " (not blocking)"
+        lines.append(f"{number:>2}. {user_text(action.title)}{tag}")
+        lines.append(f"    {user_text(action.summary)}")
+        lines.extend(fix_terminal(action.steps, "    fix: ", "         "))
+        if action.secondary:
+            lines.extend(fix_terminal(action.secondary, "    ", "    "))
+    return lines
+
+
+def render_terminal(results: Iterable[CheckResult], marks=UNICODE_MARKS, verbose: bool = False,
+                    actions=None) -> List[str]:
+    """One line per area, problems under it. With `actions` (the report's ordered action list) the
+    fixes are shown once, in that list; without, under each problem."""
     areas: "OrderedDict[str, List]" = OrderedDict()
     for r in results:
         for f in r.findings:
@@ -44,13 +63,12 @@ def render_terminal(results: Iterable[CheckResult], marks=UNICODE_MARKS, verbose
             show = f.status in (Status.WARN, Status.FAIL, Status.ERROR) or (verbose and f.status is not Status.SKIP)
             if not show:
                 continue
-            lines.append(f"    {marks[f.status.value]} {f.code}: {f.summary}")
-            if f.fix and f.status is not Status.OK:
-                first, *rest = f.fix.splitlines()
-                lines.append(f"      fix: {first}")
-                lines.extend(f"           {line}" for line in rest)  # keep yaml snippets under the fix
+            lines.append(f"    {marks[f.status.value]} {f.code}: {user_text(f.summary)}")
+            if f.fix and f.status is not Status.OK and actions is None:
+                lines.extend(fix_terminal(f.fix_steps, "      fix: ", "           "))
             if verbose and f.status is Status.ERROR and f.evidence.get("traceback"):
                 lines.extend("      " + line for line in f.evidence["traceback"].rstrip().splitlines())
+    lines.extend(render_actions(actions or [], marks))
     lines.append("")
     lines.append("No issues found." if problems == 0 else
                  f"Found issues in {problems} area{'s' if problems != 1 else ''}.")

@@ -7,10 +7,23 @@ import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it, then restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path, text: str) -> None:
+    """Write via a temporary file and a rename. mkstemp creates the file 0600; the report gets the
+    mode any new file would get under the user's umask (0644 under umask 022), like pytest-html's."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        except (AttributeError, OSError):  # no fchmod on Windows; the mode stays mkstemp's
+            pass
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()

@@ -135,4 +135,7 @@ def probe_hub(ctx) -> HubFacts:
     if cache.offline.effective and complete:
         return HubFacts(skipped="offline mode is on and every needed file is cached: the loaders make no network "
                                 "call")
-    return probe_network(ctx.environ, versions, models)
+    from ... import progress
+
+    with progress.step("network: DNS, TCP, TLS and HTTP to the Hub, each with its own timeout"):
+        return probe_network(ctx.environ, versions, models)
