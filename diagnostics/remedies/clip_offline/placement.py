@@ -175,19 +175,18 @@ def place_hub(cache_dir: str, staged: List[StagedFile], blobs: str, result: "Pro
 def place_legacy(cache_dir: str, staged: List[StagedFile], endpoint: str, result: "ProvisionResult") -> None:
     """transformers < 4.22: `<sha256(url)>.<sha256(etag)>` plus a `.json` with url and etag; offline it
     takes any `<sha256(url)>.*`, so a file is written only where none exists for its URL."""
-    from ...probes.cache import legacy_filename
+    from ...probes.cache import legacy_filename, resolve_legacy_file
 
     listing = os.listdir(cache_dir)
     for item in staged:
-        url = f"{endpoint}/{REPO_ID}/resolve/main/{item.name}"
-        stem = legacy_filename(url)
-        present = [f for f in listing if (f == stem or f.startswith(stem + "."))
-                   and not f.endswith((".json", ".lock", ".incomplete"))]
-        if present:
+        present = resolve_legacy_file(cache_dir, endpoint, REPO_ID, item.name, listing)
+        url = present["url"]
+        if present["state"] == "cached":
             unlink_quietly(item.tmp)
-            result.files.append({"name": item.name, "path": os.path.join(cache_dir, present[0]), "size": item.size,
+            result.files.append({"name": item.name, "path": present["path"], "size": item.size,
                                  "sha256": item.sha256, "role": item.role, "written": False, "url": url})
             continue
+        stem = legacy_filename(url)
         etag = f'"{item.etag}"'
         path = os.path.join(cache_dir, stem + "." + hashlib.sha256(etag.encode("utf-8")).hexdigest())
         sidecar = {"url": url, "etag": etag, "provisioned_by": MARKER_LINE}

@@ -150,12 +150,16 @@ def tmp_path(directory: str, name: str) -> str:
     return os.path.join(directory, f".{name}.{os.getpid()}.incomplete")
 
 
-def stage_bytes(directory: str, name: str, data: bytes, role: str) -> StagedFile:
-    tmp = tmp_path(directory, name)
-    with open(tmp, "wb") as fh:
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def stage_bytes(directory: str, name: str, data: bytes, role: str) -> StagedFile:
+    tmp = tmp_path(directory, name)
+    _write_synced(tmp, data)
     return StagedFile(name, tmp, len(data), hashlib.sha256(data).hexdigest(), etag_of(name, data), role)
 
 
@@ -197,10 +201,7 @@ def unlink_quietly(path: str) -> None:
 def atomic_write(path: str, data: bytes) -> None:
     tmp = tmp_path(os.path.dirname(path) or ".", os.path.basename(path))
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _write_synced(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         unlink_quietly(tmp)
