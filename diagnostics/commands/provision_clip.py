@@ -85,17 +85,13 @@ def note_on_key_names(source: Dict[str, Any], versions) -> Optional[str]:
     """When ldm's load_state_dict(strict=False) drops the checkpoint's CLIP keys with this transformers
     (ckpt.clip-missing), the provisioned weights are what the model runs with: say that they are the
     checkpoint's own."""
-    from ..util import version_at_least
+    from ..remedies.clip_offline.selection import spelling_applied
 
     prefix = source.get("prefix") or ""
-    tv = versions.get("transformers")
-    v5 = version_at_least(tv, "5") if tv else None
-    if v5 is None or not prefix.startswith("cond_stage_model."):
+    transformers_version = versions.get("transformers")
+    if not prefix.startswith("cond_stage_model.") or spelling_applied(prefix, transformers_version) is not False:
         return None
-    nested = prefix.endswith("text_model.")
-    if nested != bool(v5):
-        return None
-    return (f"With transformers {tv}, ldm's load_state_dict(strict=False) skips the checkpoint's {prefix}* keys as "
+    return (f"With transformers {transformers_version}, ldm's load_state_dict(strict=False) skips the checkpoint's {prefix}* keys as "
             "unexpected (ckpt.clip-missing), so the model keeps what from_pretrained loaded: these provisioned "
             "weights, which are those same tensors. The checkpoint's text encoder is used either way.")
 
@@ -104,17 +100,16 @@ def original_problem(before_results, code_root: Optional[str]) -> Optional[Dict[
     """The seed's "Original Problem" from the failing tokenizer check: where FrozenCLIPEmbedder fails."""
     from ..findings import Status
 
-    failed = [f for r in before_results for f in r.findings if f.code == "tokenizer.functional"
-              and f.status in (Status.FAIL, Status.ERROR)]
+    findings = [f for checked in before_results for f in checked.findings]
+    failed = [f for f in findings if f.code == "tokenizer.functional" and f.status in (Status.FAIL, Status.ERROR)]
     if not failed:
-        failed = [f for r in before_results for f in r.findings if f.code == "cache.model-missing"
-                  and f.status is Status.FAIL]
+        failed = [f for f in findings if f.code == "cache.model-missing" and f.status is Status.FAIL]
     if not failed:
         return None
-    f = failed[0]
-    message = f.evidence.get("error") if f.evidence.get("error_type") else None
+    finding = failed[0]
+    message = finding.evidence.get("error") if finding.evidence.get("error_type") else None
     problem: Dict[str, Any] = {
-        "error_message": (f"{f.evidence['error_type']}: {message}" if message else f.summary),
+        "error_message": (f"{finding.evidence['error_type']}: {message}" if message else finding.summary),
         "qualname": "FrozenCLIPEmbedder.__init__",
         "code": "self.tokenizer = CLIPTokenizer.from_pretrained(version)",
     }
@@ -296,8 +291,8 @@ def _section_notes(report, result) -> None:
 def _print_findings(results, marks, verbose: bool) -> None:
     from ..findings import Status
 
-    for r in results:
-        for f in r.findings:
-            if f.status is Status.SKIP and not verbose:
+    for checked in results:
+        for finding in checked.findings:
+            if finding.status is Status.SKIP and not verbose:
                 continue
-            print(f"  {marks[f.status.value]} {f.code}: {f.summary}")
+            print(f"  {marks[finding.status.value]} {finding.code}: {finding.summary}")

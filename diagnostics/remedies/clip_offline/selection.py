@@ -110,6 +110,16 @@ class Selection:
         return sum(record.nbytes for record in self.tensors.values())
 
 
+def spelling_applied(prefix: str, transformers_version: Optional[str]) -> Optional[bool]:
+    """Whether ldm's load_state_dict(strict=False) applies the text-encoder keys spelt as under `prefix`
+    with this transformers: CLIPTextModel names its keys `text_model.*` before transformers 5, flat from 5
+    on; the other spelling is dropped as unexpected. None when the version is unknown."""
+    is_v5 = version_at_least(transformers_version, "5") if transformers_version else None
+    if is_v5 is None:
+        return None
+    return prefix.endswith("text_model.") != bool(is_v5)
+
+
 def _target_name(name: str) -> Optional[Tuple[str, str]]:
     """(source prefix, text_model.* name) for a checkpoint key of a CLIP-L text tower, else None."""
     for prefix, nested, _ in SOURCES:
@@ -168,9 +178,8 @@ def select_text_encoder(records: List[Any], tower: TextTower = VIT_L14,
         return Selection(False, reason="no-text-encoder", ignored=[n for names in ignored.values() for n in names][:20])
     candidates = [_candidate(prefix, tensors, expected) for prefix, tensors in groups.items()]
     complete = [c for c in candidates if c["complete"]]
-    v5 = version_at_least(transformers_version, "5") if transformers_version else None
-    if len(complete) > 1 and v5 is not None:
-        applied = [c for c in complete if c["prefix"].endswith("text_model.") != bool(v5)]
+    if len(complete) > 1 and transformers_version:
+        applied = [c for c in complete if spelling_applied(c["prefix"], transformers_version)]
         complete = applied + [c for c in complete if c not in applied]
     summary = [{k: (len(v) if k == "tensors" else v[:10] if isinstance(v, list) else v) for k, v in c.items()}
                for c in candidates]  # evidence: counts and the first names, not 196 of them
