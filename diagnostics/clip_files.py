@@ -46,16 +46,17 @@ class ClipDataError(RuntimeError):
 
 def _bytes_to_unicode() -> Dict[int, str]:
     """GPT-2/CLIP's reversible map from bytes to printable characters (the BPE base alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-    bs += list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+    printable += list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    byte_values = printable[:]
+    code_points = printable[:]
+    shifted = 0
+    for byte in range(256):
+        if byte not in printable:  # control and blank bytes get code points above 255, in byte order
+            byte_values.append(byte)
+            code_points.append(256 + shifted)
+            shifted += 1
+    return dict(zip(byte_values, [chr(c) for c in code_points]))
 
 
 def bpe_merges(path: Optional[Path] = None) -> List[str]:

@@ -128,6 +128,46 @@ def test_safetensors_header_is_read_without_torch(tmp_path):
     assert ctx.facts["checkpoint_layout"]["tensors"] == 1 and "shapes" not in ctx.facts["checkpoint_layout"]
 
 
+CHILD_WITHOUT_DEPENDENCIES = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("jinja2", "requests", "packaging", "torch", "numpy", "omegaconf", "transformers"):
+            raise ImportError("blocked for this test: " + name)
+        return None
+sys.meta_path.insert(0, Block())
+from diagnostics.probes._model_child import checkpoint_format, main
+print(json.dumps([checkpoint_format(path) for path in sys.argv[1:]]))
+main(["layout", sys.argv[1]])
+"""
+
+
+def test_child_runs_in_an_interpreter_without_our_dependencies_or_torch(tmp_path):
+    """The child runs in the user's interpreter: it imports only the standard library and our probes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    header = json.dumps({"a": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode()
+    safetensors = tmp_path / "m.safetensors"
+    safetensors.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 12)
+    zipped = tmp_path / "m.ckpt"
+    zipped.write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    pickled = tmp_path / "legacy.pt"
+    pickled.write_bytes(b"\x80\x02" + b"\0" * 60)
+    html = tmp_path / "page.ckpt"
+    html.write_bytes(b"<!doctype html><title>Sign in</title>")
+    root = str(Path(__file__).resolve().parents[1])
+    argv = [sys.executable, "-c", CHILD_WITHOUT_DEPENDENCIES] + [str(p) for p in (safetensors, zipped, pickled, html)]
+    proc = subprocess.run(argv, cwd=root, env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert json.loads(lines[0]) == ["safetensors", "torch-zip", "torch-legacy", "unknown"]
+    event = child.parse_event_line(lines[1])
+    assert event["event"] == "layout" and not event["ok"] and event["error"]["kind"] == "torch-missing"
+
+
 # ------------------------------------------------------------------ the child's own functions (need torch)
 
 class Payload:

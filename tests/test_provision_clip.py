@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.remedies import clip_offline as co
-from diagnostics.remedies.clip_offline import TextTower, provision
+from diagnostics.remedies.clip_offline import TextTower, provision, writers
 from tests import ckpt_factory as f
 from tests.fakehub import download_cli, pythonpath
 
@@ -310,7 +310,7 @@ def test_hub_layout_as_huggingface_hub_reads_it(tmp_path, hub_state):
     assert co.is_ours(str(repo / "snapshots" / result.revision))
     assert not [p for p in repo.rglob("*") if p.name.endswith(".incomplete")]
     weights = repo / "snapshots" / result.revision / "model.safetensors"
-    assert os.path.basename(os.readlink(weights)) == co._sha256_file(str(weights))  # LFS etag = sha256
+    assert os.path.basename(os.readlink(weights)) == writers.sha256_file(str(weights))  # LFS etag = sha256
 
 
 def test_a_complete_entry_is_never_overwritten(tmp_path, hub_state):
@@ -366,7 +366,7 @@ def test_an_interrupted_write_leaves_no_visible_entry_and_no_temporary_files(tmp
         fh.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(co, "write_safetensors", fail)
+    monkeypatch.setattr(writers, "write_safetensors", fail)
     result = provision(str(ckpt), "hf-cache", versions("5.24.0"), locations=locations, tower=TINY)
     assert result.state == "write-error" and "No space left on device" in result.message
     repo = Path(locations["transformers"]["path"]) / "models--openai--clip-vit-large-patch14"
@@ -458,7 +458,7 @@ def test_safetensors_header_is_valid_for_the_safetensors_library(tmp_path):
     entries = [("a", "float16", (2, 3), b"\x00" * 12), ("b", "int64", (1, 77), struct.pack("<77q", *range(77)))]
     path = tmp_path / "x.safetensors"
     with open(path, "wb") as fh:
-        co.write_safetensors(fh, entries, co._Sources(str(path)), {"format": "pt"})
+        writers.write_safetensors(fh, entries, writers.TensorSources(str(path)), {"format": "pt"})
     with safetensors.safe_open(str(path), "np") as st:
         assert st.metadata() == {"format": "pt"}
         assert list(st.get_tensor("b")[0]) == list(range(77))
@@ -509,7 +509,7 @@ def test_no_text_encoder_prints_the_minimal_download_and_exits_1(tmp_path, hub_s
 
 
 def test_the_remedy_verdict_follows_the_offline_load_in_the_child():
-    from diagnostics.commands.provision_clip import remedy_finding
+    from diagnostics.remedies.clip_offline.recheck import remedy_finding
     from diagnostics.findings import Status
 
     done = co.ProvisionResult("provisioned", "hf-cache", "Provisioned it.", files=[], seconds=1.0)

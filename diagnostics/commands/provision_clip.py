@@ -1,10 +1,12 @@
 """`python -m diagnostics provision-clip --checkpoint CKPT (--hf-cache | --out DIR)`: the offline CLIP remedy.
 
 The seed's failure, ldm's FrozenCLIPEmbedder unable to load `openai/clip-vit-large-patch14` without the
-Hub, is fixed from the checkpoint itself (remedies/clip_offline.py): no network, no 1.7 GB download, no
+Hub, is fixed from the checkpoint itself (remedies/clip_offline/): no network, no 1.7 GB download, no
 edit of ldm's code. This command checks the affected findings before, provisions, checks them again in
 offline mode (a fresh child process loads FrozenCLIPEmbedder as the service will), and writes the
 resolution report with the before -> after table and that child's output ("Test Script Output").
+The remedy's operations (`provisioning.provision`, `recheck.recheck_offline`, `recheck.remedy_finding`)
+return data and never print; this module prints their results, writes the report and picks the exit code.
 
 Exit codes as everywhere: 0 the CLIP problem is solved (nothing blocking in the re-check), 1 it is not
 (no text encoder in the checkpoint: the minimal `hf download` is printed instead), 2 usage error.
@@ -13,75 +15,11 @@ Exit codes as everywhere: 0 the CLIP problem is solved (nothing blocking in the 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..cli import EXIT_BLOCKING, EXIT_OK, UsageError
 from .common import add_target_options, context_from_args
-
-CACHE_CHECKS = ("cache.model-missing", "cache.incomplete", "cache.shadowing-dir", "tokenizer.functional")
-DIR_CHECKS = ("cache.model-missing", "tokenizer.functional")
-REMEDY_CODE = "remedy.clip-offline"
-REMEDY_TITLE = "Provision CLIP from the checkpoint (offline)"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # the latter for transformers < 4.22
-
-# Runs in a child interpreter with the offline environment: what the service will do. Python 3.8
-# compatible; prints readable lines, then one JSON line.
-VERIFY_SCRIPT = r"""
-import contextlib, io, json, os, sys, time
-cwd, ref, text, code_root, default = sys.argv[1:6]
-os.chdir(cwd)
-if code_root:
-    sys.path.insert(0, code_root)
-out = {"lines": []}
-say = out["lines"].append
-started = time.time()
-try:
-    import torch
-    emb = None
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            from ldm.modules.encoders.modules import FrozenCLIPEmbedder
-    except Exception as exc:
-        say("ldm is not importable here (%s: %s); loading with transformers' classes instead"
-            % (type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else ""))
-        from transformers import CLIPTextModel, CLIPTokenizer
-        tok = CLIPTokenizer.from_pretrained(ref)
-        model = CLIPTextModel.from_pretrained(ref).eval()
-        say("CLIPTokenizer / CLIPTextModel.from_pretrained(%r) loaded in %.1f s" % (ref, time.time() - started))
-    else:
-        call = ("FrozenCLIPEmbedder(device='cpu')" if default == "1"
-                else "FrozenCLIPEmbedder(version=%r, device='cpu')" % ref)
-        emb = FrozenCLIPEmbedder(device="cpu") if default == "1" else FrozenCLIPEmbedder(version=ref, device="cpu")
-        tok, model = emb.tokenizer, emb.transformer
-        say("%s constructed in %.1f s (ldm from %s)" % (call, time.time() - started,
-            os.path.dirname(sys.modules["ldm"].__file__ or "")))
-    ids = [int(i) for i in tok(text)["input_ids"]]
-    out.update(vocab_size=int(tok.vocab_size), ids=ids)
-    say("tokenizer: %s, vocabulary %d; %r -> %s" % (type(tok).__name__, tok.vocab_size, text, ids))
-    n = sum(p.numel() for p in model.parameters())
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    out.update(parameters=int(n), dtype=dtype)
-    say("text model: %s, %s parameters, %s" % (type(model).__name__, format(n, ","), dtype))
-    with torch.no_grad():
-        if emb is not None:
-            z = emb.encode([text])
-            how = "encode"
-        else:
-            batch = tok([text], truncation=True, max_length=77, padding="max_length", return_tensors="pt")
-            z = model(input_ids=batch["input_ids"]).last_hidden_state
-            how = "last_hidden_state"
-    out.update(shape=list(z.shape), finite=bool(torch.isfinite(z).all()))
-    say("%s([%r]) -> %s, mean %.6f, std %.6f"
-        % (how, text, list(z.shape), float(z.float().mean()), float(z.float().std())))
-except BaseException as exc:
-    out["error"] = "%s: %s" % (type(exc).__name__, str(exc)[:1500])
-    say("FAILED: " + out["error"])
-out["seconds"] = round(time.time() - started, 2)
-sys.stdout.write("\n" + json.dumps(out) + "\n")
-"""
 
 
 def add_arguments(parser) -> None:
@@ -99,140 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show every re-checked finding")
 
 
-# -- running the checks --------------------------------------------------------------------------
-
-def clip_refs(ctx) -> List[str]:
-    from ..probes.needed_models import probe_needed_models
-
-    needed = ctx.fact("needed_models", probe_needed_models)
-    return [m["ref"] for m in needed["models"] if m.get("tokenizer_check") == "clip"]
-
-
-def run_affected(ctx, check_ids) -> List[Any]:
-    """The affected checks, their findings narrowed to the CLIP model(s) (a config may need others)."""
-    from ..registry import CheckResult, get_check, run_check
-
-    refs = set(clip_refs(ctx))
-    results = []
-    for check_id in check_ids:
-        r = run_check(get_check(check_id), ctx)
-        kept = [f for f in r.findings if f.code != "cache.model-missing" or f.evidence.get("model") in refs
-                or "model" not in f.evidence]
-        results.append(CheckResult(r.check, kept or r.findings, r.seconds))
-    return results
-
-
-def offline_context(ctx, config: Optional[str] = None):
-    """The same target with offline mode on (what the service should run with) and, for --out, a config
-    whose FrozenCLIPEmbedder points at DIR."""
-    from ..context import Context, Options
-
-    o = ctx.options
-    options = Options(checkpoint=o.checkpoint, config=config or o.config, code_root=o.code_root,
-                      model_ids=list(o.model_ids), device=o.device, timeout=o.timeout)
-    environ = dict(ctx.environ)
-    environ.update(OFFLINE_ENV)
-    return Context(options, environ=environ, cwd=ctx.cwd, runner=ctx.runner, python=ctx.python)
-
-
-DIR_CONFIG = """\
-model:
-  params:
-    cond_stage_config:
-      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder
-      params:
-        version: {version}
-"""
-
-
-def verify_in_child(ctx, ref: str, default: bool) -> Tuple[str, Dict[str, Any]]:
-    """Load the model the way the service will, in a fresh process with offline mode on: the transcript."""
-    import json
-    import shlex
-
-    from ..clip_files import PROBE_TEXT
-
-    argv = [ctx.python, "-c", VERIFY_SCRIPT, str(ctx.cwd), ref, PROBE_TEXT, ctx.options.code_root or "",
-            "1" if default else "0"]
-    result = ctx.runner(argv, max(ctx.options.timeout, 120.0), dict(ctx.environ))
-    facts: Dict[str, Any] = {}
-    for line in reversed((result.stdout or "").strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                facts = json.loads(line)
-            except ValueError:
-                facts = {}
-            break
-    if not facts:
-        tail = (result.stderr or "").strip().splitlines()[-5:]
-        facts = {"error": result.error or "no result from the child process", "lines": ["FAILED: " + (
-            result.error or "the check printed nothing")] + tail}
-    env = " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items())
-    call = "FrozenCLIPEmbedder(device='cpu')" if default else f"FrozenCLIPEmbedder(version={ref!r}, device='cpu')"
-    code = (f"from ldm.modules.encoders.modules import FrozenCLIPEmbedder; e = {call}; "
-            f"print(e.tokenizer.vocab_size, e.encode([{PROBE_TEXT!r}]).shape)")
-    quoted = f'"{code}"' if not any(c in code for c in '"$`\\!') else shlex.quote(code)
-    head = f"$ cd {shlex.quote(str(ctx.cwd))} && {env} python -c {quoted}"
-    return "\n".join([head] + list(facts.get("lines") or [])), facts
-
-
 # -- turning the outcome into findings and report parts -----------------------------------------
-
-def remedy_finding(result, versions, offline: str, verified: Optional[Dict[str, Any]] = None):
-    """The remedy's own verdict: what was written, and whether the offline child loaded it as expected."""
-    from ..clip_files import PROBE_IDS, VOCAB_SIZE
-    from ..findings import Finding, Status
-    from ..remedies.clip_offline import REPO_ID, minimal_download
-    from ..util import fmt_bytes
-
-    evidence = result.to_dict()
-    title = REMEDY_TITLE
-    if result.ok:
-        verified = verified or {}
-        evidence["verification"] = {k: v for k, v in verified.items() if k != "lines"}
-        summary = f"{result.message} Took {result.seconds:.1f} s." if result.state == "provisioned" else result.message
-        error = verified.get("error")
-        if error and ("ModuleNotFoundError" in error or "ImportError" in error):
-            return Finding(REMEDY_CODE, Status.WARN, title,
-                           f"{summary} The offline load could not be tried here ({error}).", evidence=evidence,
-                           blocking=False, fix=f"Try it where the service runs, with `{offline}`.")
-        wrong = error or (verified and (verified.get("vocab_size") != VOCAB_SIZE or verified.get("ids") != PROBE_IDS
-                                        or verified.get("finite") is False))
-        if wrong:
-            got = error or f"vocabulary {verified.get('vocab_size')}, ids {verified.get('ids')}"
-            return Finding(REMEDY_CODE, Status.FAIL, title,
-                           f"{summary} But FrozenCLIPEmbedder does not load it correctly offline: {got}.",
-                           evidence=evidence,
-                           cause="The files are in place, but a fresh offline process failed to load them or got "
-                                 "another tokenizer (see the Test Script Output).",
-                           fix="Read the Test Script Output in the report; the re-checked findings name the file "
-                               "that does not resolve.")
-        return Finding(REMEDY_CODE, Status.OK, title, summary, evidence=evidence,
-                       fix=f"Start the service with `{offline}` so nothing waits for the Hub.")
-    download = minimal_download(versions)
-    if result.state in ("no-text-encoder", "unusable-text-encoder", "unreadable"):
-        cause = {
-            "no-text-encoder": "A pruned or UNet/VAE-only checkpoint, or an SD 2.x one (OpenCLIP ViT-H, which "
-                               "FrozenOpenCLIPEmbedder loads through open_clip, not this model).",
-            "unusable-text-encoder": "The text encoder is incomplete, of another size, or stored in a way that "
-                                     "cannot be copied without running the file's code.",
-            "unreadable": "The file is damaged or not a checkpoint (see `python -m diagnostics inspect CKPT`).",
-        }[result.state]
-        return Finding(REMEDY_CODE, Status.FAIL, title, result.message, evidence=evidence, cause=cause,
-                       fix=(f"On a machine with network: `{download}` "
-                            f"({fmt_bytes(1710540580)} for model.safetensors: the Hub's weights include the vision "
-                            f"tower), copy the cache folder models--{REPO_ID.replace('/', '--')} to the server, then "
-                            f"start "
-                            f"with `{offline}`."))
-    fixes = {
-        "needs-torch": "Install torch here, or run provision-clip where torch is installed and copy the files.",
-        "not-writable": "Run as a user who can write the cache, or use `--out DIR` and the yaml change.",
-        "no-space": "Free disk space, or use `--out DIR` on another disk and the yaml change.",
-        "write-error": "Fix the cause above and run the command again (temporary files were removed).",
-    }
-    return Finding(REMEDY_CODE, Status.FAIL, title, result.message, evidence=evidence,
-                   fix=fixes.get(result.state, download))
-
 
 def remedy_steps(result, yaml_text: Optional[str], offline: str, versions) -> List[str]:
     from ..clip_files import EXPECTED_SIZES
@@ -280,17 +85,13 @@ def note_on_key_names(source: Dict[str, Any], versions) -> Optional[str]:
     """When ldm's load_state_dict(strict=False) drops the checkpoint's CLIP keys with this transformers
     (ckpt.clip-missing), the provisioned weights are what the model runs with: say that they are the
     checkpoint's own."""
-    from ..util import version_at_least
+    from ..remedies.clip_offline.selection import spelling_applied
 
     prefix = source.get("prefix") or ""
-    tv = versions.get("transformers")
-    v5 = version_at_least(tv, "5") if tv else None
-    if v5 is None or not prefix.startswith("cond_stage_model."):
+    transformers_version = versions.get("transformers")
+    if not prefix.startswith("cond_stage_model.") or spelling_applied(prefix, transformers_version) is not False:
         return None
-    nested = prefix.endswith("text_model.")
-    if nested != bool(v5):
-        return None
-    return (f"With transformers {tv}, ldm's load_state_dict(strict=False) skips the checkpoint's {prefix}* keys as "
+    return (f"With transformers {transformers_version}, ldm's load_state_dict(strict=False) skips the checkpoint's {prefix}* keys as "
             "unexpected (ckpt.clip-missing), so the model keeps what from_pretrained loaded: these provisioned "
             "weights, which are those same tensors. The checkpoint's text encoder is used either way.")
 
@@ -299,17 +100,16 @@ def original_problem(before_results, code_root: Optional[str]) -> Optional[Dict[
     """The seed's "Original Problem" from the failing tokenizer check: where FrozenCLIPEmbedder fails."""
     from ..findings import Status
 
-    failed = [f for r in before_results for f in r.findings if f.code == "tokenizer.functional"
-              and f.status in (Status.FAIL, Status.ERROR)]
+    findings = [f for checked in before_results for f in checked.findings]
+    failed = [f for f in findings if f.code == "tokenizer.functional" and f.status in (Status.FAIL, Status.ERROR)]
     if not failed:
-        failed = [f for r in before_results for f in r.findings if f.code == "cache.model-missing"
-                  and f.status is Status.FAIL]
+        failed = [f for f in findings if f.code == "cache.model-missing" and f.status is Status.FAIL]
     if not failed:
         return None
-    f = failed[0]
-    message = f.evidence.get("error") if f.evidence.get("error_type") else None
+    finding = failed[0]
+    message = finding.evidence.get("error") if finding.evidence.get("error_type") else None
     problem: Dict[str, Any] = {
-        "error_message": (f"{f.evidence['error_type']}: {message}" if message else f.summary),
+        "error_message": (f"{finding.evidence['error_type']}: {message}" if message else finding.summary),
         "qualname": "FrozenCLIPEmbedder.__init__",
         "code": "self.tokenizer = CLIPTokenizer.from_pretrained(version)",
     }
@@ -366,14 +166,11 @@ def _validate(args, ctx) -> None:
 
 
 def run(args) -> int:
-    from ..findings import Status
     from ..probes.cache import probe_cache
     from ..probes.environment import probe_environment
-    from ..probes.needed_models import probe_needed_models
-    from ..registry import Check, CheckResult
-    from ..remedies.clip_offline import REPO_ID, clip_model_entry, provision
-    from ..report.build import Remedy, build_report
-    from ..report.render import output_paths, write_report
+    from ..remedies.clip_offline import REPO_ID, provision
+    from ..remedies.clip_offline.recheck import (OFFLINE_ENV, Recheck, affected_checks, clip_model, clip_refs,
+                                                 recheck_offline, remedy_finding, run_affected)
     from ..report.terminal import marks_for
     from ..rules.cache import offline_var, yaml_change
     from .report import _formats
@@ -385,16 +182,14 @@ def run(args) -> int:
     checkpoint = str(ctx.options.checkpoint)
     mode = "hf-cache" if args.hf_cache else "out"
     out_dir = os.path.abspath(args.out) if args.out else None
-    check_ids = CACHE_CHECKS if mode == "hf-cache" else DIR_CHECKS
 
     print("Before:")
-    before = run_affected(ctx, check_ids)
+    before = run_affected(ctx, affected_checks(mode))
     _print_findings(before, marks, args.verbose)
     versions = ctx.fact("environment", probe_environment)["packages"]
     offline = offline_var(versions)
     locations = ctx.fact("cache", probe_cache).locations if mode == "hf-cache" else None
-
-    others = [r for r in clip_refs(ctx) if r != REPO_ID]
+    others = [ref for ref in clip_refs(ctx) if ref != REPO_ID]
     if mode == "hf-cache" and others and REPO_ID not in clip_refs(ctx):
         print(f"Note: the config loads CLIP from {others[0]}, not {REPO_ID}: the cache entry does not serve it; "
               f"use --out {others[0]} if that is a folder, or point the yaml at {REPO_ID}.")
@@ -402,48 +197,47 @@ def run(args) -> int:
     result = provision(checkpoint, mode, versions, locations=locations, out_dir=out_dir)
     print(f"  {result.message}")
 
-    yaml_text = None
-    verified: Dict[str, Any] = {}
-    tmp_config_dir = None
-    after_ctx = None
-    transcript = ""
-    try:
-        if mode == "out":
-            clip = next((m for m in ctx.fact("needed_models", probe_needed_models)["models"]
-                         if m.get("tokenizer_check") == "clip"), None) or clip_model_entry(versions)
-            yaml_text = yaml_change(clip, ctx.options.config, out_dir or "")
-        if result.ok:
-            config = None
-            if mode == "out":
-                tmp_config_dir = tempfile.mkdtemp(prefix="ldm-diag-clip-")
-                config = os.path.join(tmp_config_dir, "cond-stage.yaml")
-                with open(config, "w", encoding="utf-8") as fh:
-                    fh.write(DIR_CONFIG.format(version=out_dir))
-            after_ctx = offline_context(ctx, config)
-            print(f"After ({' '.join(f'{k}={v}' for k, v in OFFLINE_ENV.items())}"
-                  + (", with the yaml change" if mode == "out" else "") + "):")
-            after = run_affected(after_ctx, check_ids)
-            _print_findings(after, marks, True)
-            transcript, verified = verify_in_child(after_ctx, out_dir if mode == "out" else REPO_ID, mode == "hf-cache")
-            print("Test script output:")
-            for line in transcript.splitlines():
-                print(f"  {line}")
-        else:
-            after = before
-    finally:
-        if tmp_config_dir:
-            shutil.rmtree(tmp_config_dir, ignore_errors=True)
+    yaml_text = yaml_change(clip_model(ctx, versions), ctx.options.config, out_dir or "") if mode == "out" else None
+    recheck = recheck_offline(ctx, mode, out_dir) if result.ok else Recheck(results=before)
+    if result.ok:
+        print(f"After ({' '.join(f'{k}={v}' for k, v in OFFLINE_ENV.items())}"
+              + (", with the yaml change" if mode == "out" else "") + "):")
+        _print_findings(recheck.results, marks, True)
+        print("Test script output:")
+        for line in recheck.transcript.splitlines():
+            print(f"  {line}")
 
-    finding = remedy_finding(result, versions, offline, verified)
-    remedy_check = Check(REMEDY_CODE, REMEDY_TITLE, lambda: [finding])
-    remedy_result = CheckResult(remedy_check, [finding], result.seconds)
-    results = list(after) + [remedy_result]
+    finding = remedy_finding(result, versions, offline, recheck.verified)
+    report, paths = _write_resolution_report(args, ctx, formats, before, result, recheck, finding, yaml_text,
+                                             offline, versions)
+    if yaml_text and result.ok:
+        print(f"Yaml change: {yaml_text}")
+    if result.ok:
+        print(f"Next: start the service with `{offline}`.")
+    else:
+        print(f"  fix: {finding.fix}")
+    print(f"Status: {report.status}. Reports: {', '.join(paths)}")
+    blocking = finding.blocking or any(f.blocking for checked in recheck.results for f in checked.findings)
+    return EXIT_BLOCKING if blocking else EXIT_OK
 
+
+def _write_resolution_report(args, ctx, formats, before, result, recheck, finding, yaml_text: Optional[str],
+                             offline: str, versions):
+    """The CLIP Loading Resolution Report in every asked format: (report, paths written)."""
+    from ..findings import Status
+    from ..registry import Check, CheckResult
+    from ..remedies.clip_offline import REPO_ID
+    from ..remedies.clip_offline.recheck import REMEDY_CODE, REMEDY_TITLE, offline_context
+    from ..report.build import Remedy, build_report
+    from ..report.render import output_paths, write_report
+
+    after = recheck.results
+    results = list(after) + [CheckResult(Check(REMEDY_CODE, REMEDY_TITLE, lambda: [finding]), [finding],
+                                         result.seconds)]
     # The report describes the user's deployment (their config, not the temporary one) with the facts
     # gathered after provisioning.
-    report_ctx = offline_context(ctx) if after_ctx is not None else ctx
-    source_facts = after_ctx.facts if after_ctx is not None else ctx.facts
-    for name, value in source_facts.items():
+    report_ctx = offline_context(ctx) if recheck.context is not None else ctx
+    for name, value in (recheck.context or ctx).facts.items():
         report_ctx.set_fact(name, value)
     report_ctx.set_fact("clip_provision", result.to_dict())
     files = [(f["path"], f"provisioned: {f['role']}" + ("" if f.get("written", True) else " (already there, kept)"))
@@ -451,12 +245,12 @@ def run(args) -> int:
     remedy = Remedy(
         title=f"Provision {REPO_ID} offline from the checkpoint",
         steps=remedy_steps(result, yaml_text, offline, versions),
-        before=[f for r in before for f in r.findings],
-        after=[f for r in after for f in r.findings] if result.ok else [],
+        before=[f for checked in before for f in checked.findings],
+        after=[f for checked in after for f in checked.findings] if result.ok else [],
         files=files,
-        transcript=transcript,
+        transcript=recheck.transcript,
     )
-    incomplete = any(r.status is Status.ERROR for r in after)
+    incomplete = any(checked.status is Status.ERROR for checked in after)
     paths = [str(p) for p in output_paths(args.report_dir, formats, incomplete).values()]
     report = build_report(results, report_ctx, written=paths, incomplete=incomplete, remedies=[remedy],
                           original_problem=original_problem(before, ctx.options.code_root))
@@ -468,16 +262,7 @@ def run(args) -> int:
         if yaml_text:
             report.recommendations.insert(1, _one_line(yaml_text)[0].upper() + _one_line(yaml_text)[1:] + ".")
     write_report(report, args.report_dir, formats)
-
-    if yaml_text and result.ok:
-        print(f"Yaml change: {yaml_text}")
-    if result.ok:
-        print(f"Next: start the service with `{offline}`.")
-    else:
-        print(f"  fix: {finding.fix}")
-    print(f"Status: {report.status}. Reports: {', '.join(paths)}")
-    blocking = any(f.blocking for r in results for f in r.findings)
-    return EXIT_BLOCKING if blocking else EXIT_OK
+    return report, paths
 
 
 def _one_line(yaml_text: Optional[str]) -> str:
@@ -506,8 +291,8 @@ def _section_notes(report, result) -> None:
 def _print_findings(results, marks, verbose: bool) -> None:
     from ..findings import Status
 
-    for r in results:
-        for f in r.findings:
-            if f.status is Status.SKIP and not verbose:
+    for checked in results:
+        for finding in checked.findings:
+            if finding.status is Status.SKIP and not verbose:
                 continue
-            print(f"  {marks[f.status.value]} {f.code}: {f.summary}")
+            print(f"  {marks[finding.status.value]} {finding.code}: {finding.summary}")

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ._model_child.protocol import MARK, parse_event_line
 from .cache import hub_cache_dir
 from .checkpoint import probe_checkpoint
 from .checkpoint.shapes import NO_CHECKPOINT, CheckpointShapes, shapes_from_facts
@@ -27,7 +28,6 @@ from .environment import probe_environment
 from .ldm_config import probe_ldm_config
 
 CHILD_MODULE = "diagnostics.probes._model_child"
-MARK = "@@ldm-diagnostics@@ "
 KEYS_KEPT = 20  # per group: enough to explain, small enough for a report
 OUTPUT_KEPT = 200  # lines of the user's code output kept in the facts
 STAGES = ("import", "instantiate", "load", "device", "smoke")
@@ -94,12 +94,10 @@ def parse_child_output(stdout: str) -> Tuple[List[Dict[str, Any]], List[str]]:
     events: List[Dict[str, Any]] = []
     other: List[str] = []
     for line in stdout.splitlines():
-        if line.startswith(MARK):
-            try:
-                events.append(json.loads(line[len(MARK):]))
-            except ValueError:
-                other.append(line)
-        elif line.strip():
+        event = parse_event_line(line)
+        if event is not None:
+            events.append(event)
+        elif line.startswith(MARK) or line.strip():
             other.append(line)
     return events, other
 
