@@ -138,6 +138,8 @@ def test_seed_scenario_for_real_has_one_blocking_cause_first(tmp_path):
     needed = {f.code for f in report.findings if f.blocking}
     if "cache.model-missing" not in needed:
         pytest.skip("the cache checks do not report the missing CLIP files in this environment")
+    if blocking[0].key == "not-serving-env":  # no torch, transformers or ldm here (e.g. the Python 3.8 job)
+        blocking = blocking[1:]
     assert blocking[0].key == "model-files"
     assert {"cache.model-missing", "cache.offline-flag"} <= set(blocking[0].codes)
     assert "provision-clip" in (blocking[0].steps[0].code or "")
