@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..findings import SCHEMA, Finding, Status
-from .confirmation import CheckSource, confirm, installed_versions_or_none, wording_note
+from .confirmation import CheckResults, confirm, installed_versions_or_none, wording_note
 from .matching import match_signatures, rank
 from .records import Frame, ParsedLog, Traceback
 from .redact import redact
@@ -267,7 +267,7 @@ def explain_text(text: str, ctx=None, *, results: Optional[Sequence[Any]] = None
             for frame in link.frames:
                 resolve_qualname(frame, reader, KNOWN_LOCATIONS)
     matches = match_signatures(parsed, signatures)
-    source_checks = CheckSource(ctx, results=results, checks=checks, run=confirm_causes)
+    source_checks = CheckResults(ctx, results=results, checks=checks, run=confirm_causes)
     installed = installed_versions_or_none(ctx)
     for m in matches:
         for hit in m.hits:
