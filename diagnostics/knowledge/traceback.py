@@ -25,6 +25,7 @@ import re
 from typing import Callable, List, Optional, Tuple
 
 from . import pytest_format as pytest_fmt
+from .layouts import expand_layouts
 from .logtext import (GROUP_HEADER, HEADER, Prefixer, clean_lines, is_log_record_start, strip_known_prefix,
                       unwrap)
 from .qualnames import qualname_from_source, resolve_qualname
@@ -167,7 +168,9 @@ class _Parser:
                       truncated_start: bool) -> int:
         if link is not None and link.frames and all(link is not kept for kept in tb.links):
             link.truncated = True
-            if truncated_start and not link.exception_type:
+            # No exception line (the log is cut): the message may stand before the frames or the
+            # header, as in layouts that print it first.
+            if not link.exception_type and (truncated_start or not any(kept.found for kept in tb.links)):
                 self._message_before(start, link)
             tb.links.append(link)
             tb.truncated = True
@@ -346,7 +349,9 @@ class _Parser:
 def parse_log(text: str) -> ParsedLog:
     """Every traceback, bare error line and warning in `text`, in log order."""
     lines = clean_lines(text)
-    text_lines, origins = unwrap(lines)
+    expanded, expanded_origins = expand_layouts(lines)
+    text_lines, unwrapped_origins = unwrap(expanded)
+    origins = [expanded_origins[k - 1] if 0 < k <= len(expanded_origins) else k for k in unwrapped_origins]
     parser = _Parser(text_lines, origins)
     parser.run()
     return ParsedLog(lines=lines, text_lines=text_lines, origins=origins, tracebacks=parser.tracebacks,
