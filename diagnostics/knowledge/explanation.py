@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..findings import SCHEMA, Finding, Status
+from . import window
 from .confirmation import CheckResults, confirm, installed_versions_or_none, wording_note
 from .matching import match_signatures, rank
 from .records import Frame, ParsedLog, Traceback
@@ -259,8 +260,9 @@ def explain_text(text: str, ctx=None, *, results: Optional[Sequence[Any]] = None
         from ..context import Context
 
         ctx = Context()
+    text, line_numbers = window.select(text)  # a large log: its tail, and error lines before it
     text = redact(text, getattr(ctx, "environ", None))
-    parsed = parse_log(text)
+    parsed = parse_log(text, line_numbers)
     reader = _source_reader(ctx)
     for tb in parsed.tracebacks:
         for link in tb.links:

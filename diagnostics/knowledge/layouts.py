@@ -117,6 +117,10 @@ def expand_json(lines: List[str]) -> Lines:
             close()
             report = None
         stripped = line.strip()
+        if stripped[:1] not in ('{', '"'):
+            out.append(line)
+            origins.append(number)
+            continue
         if stripped.startswith("{") and stripped.endswith("}") and len(stripped) > 2:
             try:
                 document = json.loads(stripped)
@@ -252,6 +256,10 @@ def expand_flat(lines: List[str]) -> Lines:
     while i < len(lines):
         line, origin = lines[i], i + 1
         i += 1
+        if 'File "' not in line:
+            out.append(line)
+            origins.append(origin)
+            continue
         if not _is_flat(line):
             if i < len(lines) and _ends_in_frame(line) and _is_flat(_join(line, lines[i])):
                 line = _join(line, lines[i])  # broken inside the first frame
@@ -274,7 +282,6 @@ def expand_flat(lines: List[str]) -> Lines:
 # --- IPython / Jupyter / Colab ----------------------------------------------------------------------
 
 _IPY_HEADER = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\s{2,}Traceback \(most recent call last\)\s*$")
-_IPY_RULE = re.compile(r"^-{20,}\s*$")
 _IPY_PATH = r"(?:[A-Za-z]:)?[^\s\[\]()]+?\.py|<ipython-input-[^>]+>|~[^\s\[\]()]*?\.py"
 _IPY_LOCATION = (
     re.compile(rf"^\[?(?P<file>{_IPY_PATH})\]?(?:\([^)]*\))?\s+in\s+(?P<func><[\w.-]+>|[A-Za-z_][\w.]*)\(.*\)\s*$"),
@@ -287,6 +294,8 @@ _BOLD = re.compile(r"^\*\*(?P<body>[A-Za-z_][^*]*?)(?:\*\*)?\s*$")
 
 
 def _ipython_location(line: str):
+    if ".py" not in line and "Cell In" not in line and "<ipython-input" not in line:
+        return None
     for pattern in _IPY_LOCATION:
         found = pattern.match(line.strip())
         if found:
@@ -319,7 +328,7 @@ def expand_ipython(lines: List[str]) -> Lines:
     i = 0
     while i < len(lines):
         line, origin = lines[i], i + 1
-        header = _IPY_HEADER.match(line.strip())
+        header = _IPY_HEADER.match(line.strip()) if "Traceback (most" in line else None
         found = None if header else _ipython_location(line)
         frame, after = _ipython_frame(lines, i, found) if found else (None, i + 1)
         if header:
@@ -328,10 +337,10 @@ def expand_ipython(lines: List[str]) -> Lines:
         elif frame:
             out.extend(frame)
             origins.extend([origin] * len(frame))
-        elif _IPY_RULE.match(line) and i + 1 < len(lines) and _IPY_HEADER.match(lines[i + 1].strip()):
+        elif line.lstrip().startswith("-" * 20) and i + 1 < len(lines) and _IPY_HEADER.match(lines[i + 1].strip()):
             pass
         else:
-            bold = _BOLD.match(line.strip())
+            bold = _BOLD.match(line.strip()) if "**" in line else None
             exc = EXC_LINE.match(bold.group("body")) if bold else None
             if exc and exc.group("msg") is not None and looks_like_exception_type(exc.group("type")):
                 line = bold.group("body").rstrip("* ")

@@ -346,12 +346,21 @@ class _Parser:
         self.tracebacks.sort(key=lambda t: t.start_line)
 
 
-def parse_log(text: str) -> ParsedLog:
-    """Every traceback, bare error line and warning in `text`, in log order."""
+def _renumber(origins: List[int], numbers: List[int]) -> List[int]:
+    """Origins (1-based lines of the cleaned text) as lines of the log the text was taken from."""
+    last = numbers[-1] if numbers else 0
+    return [numbers[k - 1] if 0 < k <= len(numbers) else last + k - len(numbers) for k in origins]
+
+
+def parse_log(text: str, line_numbers: Optional[List[int]] = None) -> ParsedLog:
+    """Every traceback, bare error line and warning in `text`, in log order. `line_numbers`: the
+    log line of each line of `text` when it holds only part of the log (`window.select`)."""
     lines = clean_lines(text)
     expanded, expanded_origins = expand_layouts(lines)
     text_lines, unwrapped_origins = unwrap(expanded)
-    origins = [expanded_origins[k - 1] if 0 < k <= len(expanded_origins) else k for k in unwrapped_origins]
+    origins = _renumber(unwrapped_origins, expanded_origins)
+    if line_numbers:
+        origins = _renumber(origins, line_numbers)
     parser = _Parser(text_lines, origins)
     parser.run()
     return ParsedLog(lines=lines, text_lines=text_lines, origins=origins, tracebacks=parser.tracebacks,
