@@ -194,3 +194,16 @@ def test_flat_clip_prefix_needs_the_flat_layout():
     assert flat_clip_prefix(CLIP_FLAT) == "model.sd.text_encoder."
     assert flat_clip_prefix([k.replace("text_encoder.", "text_encoder.text_model.") for k in CLIP_FLAT]) is None
     assert flat_clip_prefix(["encoder.layer.0.attention.self.query.weight"] * 4) is None  # BERT
+
+
+def test_size_mismatch_wrapped_inside_a_word_or_a_number_keeps_its_shapes():
+    message = ("Error(s) in loading state_dict for LatentDiffusion:\n\tsize mismatch for model.diffusion_model.input_"
+               "blocks.0.0.weight: copying a\n param with shape torch.Size([320, 9, 3, 3]) from checkpoint, the shape "
+               "in current mode\nl is torch.Size([3\n20, 4, 3, 3]).\n\tsize mismatch for model.diffusion_model.out.2."
+               "weight: copying a param with sh\nape torch.Size([4, 320, 3, 3]) from checkpoint, the shape in current "
+               "model is torch.Size([4, 320, 3, 3]).")
+    report = parse_key_report(message)
+    first = report.mismatched[0]
+    assert (first.checkpoint, first.model) == ((320, 9, 3, 3), (320, 4, 3, 3))
+    assert len(report.mismatched) == 2 and not report.truncated
+    assert report.verdicts()[0].tag == "unet-in-channels"

@@ -43,6 +43,8 @@ _SECTION = re.compile(
 _KEY = re.compile(r"[\"']([A-Za-z_][\w.\s]*?)[\"']")
 _SIZE = re.compile(r"(?P<key>[\w.]+):\s*copying a param with shape torch\.Size\(\[(?P<ckpt>[\d,\s]*)\]\) from "
                    r"checkpoint, the shape in current model is torch\.Size\(\[(?P<model>[\d,\s]*)\]\)")
+# The same with each space optional: a line wrapped inside a word, joined without its break.
+_SIZE_WRAPPED = re.compile(_SIZE.pattern.replace(" ", r"\s*"))
 _KEY_NAME = re.compile(r"[A-Za-z_][\w.]*\.[\w]+")
 UNLABELLED_LEAST = 8  # quoted dotted keys that make a line a key list without its heading
 _RESTORED = re.compile(r"Restored from \S+ with (?P<missing>\d+) missing and (?P<unexpected>\d+) unexpected keys")
@@ -188,9 +190,11 @@ def unlabelled_keys(text: str, least: int = UNLABELLED_LEAST) -> List[str]:
 
 
 def _size_mismatch(body: str) -> SizeMismatch:
-    """One `size mismatch for KEY: copying ...` entry; a cut one keeps its key and no shapes."""
+    """One `size mismatch for KEY: copying ...` entry (also wrapped inside a word); one it cannot
+    read keeps its key and no shapes."""
     flat = re.sub(r"\s+", " ", body).strip()
-    size = _SIZE.match(flat)
+    # Joined at the line breaks first: a wrap inside a number (`[3\n20, 4, 3, 3]`) must not split it.
+    size = _SIZE_WRAPPED.match(re.sub(r"\s*\n\s*", "", body).strip()) or _SIZE.match(flat)
     if size:
         return SizeMismatch(re.sub(r"\s+", "", size.group("key")), _shape(size.group("ckpt")),
                             _shape(size.group("model")))
@@ -217,7 +221,9 @@ def parse_key_report(text: str) -> Optional[KeyReport]:
         body = text[found.end():end]
         if found.group("size"):
             item = _size_mismatch(body)
-            if _KEY_NAME.fullmatch(item.key):
+            last = index == len(sections) - 1
+            # An entry without shapes counts only where the log is cut: inside the last one.
+            if _KEY_NAME.fullmatch(item.key) and (item.checkpoint or last):
                 report.mismatched.append(item)
                 report.truncated = report.truncated or not item.checkpoint
             continue
