@@ -265,9 +265,9 @@ def real_ctx(tmp_path, checkpoint):
 
 
 def need_registered(*codes):
-    from diagnostics.knowledge.explain import CheckSource
+    from diagnostics.knowledge.explain import CheckResults
 
-    have = {c.id for c in CheckSource(Context(environ={})).checks}
+    have = {c.id for c in CheckResults(Context(environ={})).checks}
     missing = [c for c in codes if c not in have]
     if missing:
         pytest.skip(f"no check for {', '.join(missing)} on this installation yet")

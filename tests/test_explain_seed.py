@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.context import Context
-from diagnostics.knowledge.explain import CheckSource, explain_file, explain_text
+from diagnostics.knowledge.explain import CheckResults, explain_file, explain_text
 
 LOGS = Path(__file__).parent / "logs"
 SEED_LOG = LOGS / "seed_clip_tokenizer.log"
@@ -73,7 +73,7 @@ def test_seed_cause_is_confirmed_on_this_machine(seed_world):
     e = explain_file(str(SEED_LOG), seed_world)
     k01 = e.matches[0]
     assert k01.signature.id == "K01"
-    registered = {c.id for c in CheckSource(seed_world).checks}
+    registered = {c.id for c in CheckResults(seed_world).checks}
     if {"cache.offline-flag", "cache.model-missing"} <= registered:
         assert k01.status == "confirmed" and k01.blocking and e.blocking
         top = k01.causes[0]

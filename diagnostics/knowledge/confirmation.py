@@ -86,9 +86,6 @@ class CheckResults:
         return "unavailable", [], ""
 
 
-CheckSource = CheckResults  # the name before the registry kept the results
-
-
 # --- versions ---------------------------------------------------------------------------------------
 
 
@@ -166,7 +163,7 @@ def evaluate_versions(alternatives: Sequence[Mapping[str, str]], installed: Mapp
 # --- confirmation -----------------------------------------------------------------------------------
 
 
-def evaluate_need(need: Need, source: CheckSource, installed: Optional[Mapping[str, Optional[str]]]) -> NeedResult:
+def evaluate_need(need: Need, source: CheckResults, installed: Optional[Mapping[str, Optional[str]]]) -> NeedResult:
     """Answer one question from the checks behind its codes, then from installed versions."""
     answered: List[NeedResult] = []
     notes: List[str] = []
@@ -228,7 +225,7 @@ def _cause_status(needs: Sequence[NeedResult]) -> str:
     return "unverified"
 
 
-def confirm(match: SignatureMatch, source: CheckSource, installed: Optional[Mapping[str, Optional[str]]]) -> None:
+def confirm(match: SignatureMatch, source: CheckResults, installed: Optional[Mapping[str, Optional[str]]]) -> None:
     """Fill `match` with what the checks say: reproduce, causes (ranked), status."""
     cache: Dict[int, NeedResult] = {}
 

@@ -27,13 +27,13 @@ values) and kept as plain text: renderers escape it.
 
 from __future__ import annotations
 
-from .confirmation import CheckSource, evaluate_need, evaluate_versions
+from .confirmation import CheckResults, evaluate_need, evaluate_versions
 from .explanation import (CODE_NO_TRACEBACK, CODE_SIGNATURE, CODE_TRACEBACK, CODE_UNMATCHED, MAX_LOG_BYTES,
                           Explanation, decode_log, explain_file, explain_text, read_log)
 from .matching import match_signatures, rank
 from .results import STATUS_RANK, CauseResult, Hit, NeedResult, SignatureMatch
 
-__all__ = ["CODE_NO_TRACEBACK", "CODE_SIGNATURE", "CODE_TRACEBACK", "CODE_UNMATCHED", "CauseResult", "CheckSource",
-           "Explanation", "Hit", "MAX_LOG_BYTES", "NeedResult", "STATUS_RANK", "SignatureMatch", "decode_log",
-           "evaluate_need", "evaluate_versions", "explain_file", "explain_text", "match_signatures", "rank",
-           "read_log"]
+__all__ = ["CODE_NO_TRACEBACK", "CODE_SIGNATURE", "CODE_TRACEBACK", "CODE_UNMATCHED", "CauseResult",
+           "CheckResults", "Explanation", "Hit", "MAX_LOG_BYTES", "NeedResult", "STATUS_RANK", "SignatureMatch",
+           "decode_log", "evaluate_need", "evaluate_versions", "explain_file", "explain_text", "match_signatures",
+           "rank", "read_log"]

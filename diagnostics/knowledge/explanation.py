@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..findings import SCHEMA, Finding, Status
-from .confirmation import CheckSource, confirm, installed_versions_or_none, wording_note
+from . import window
+from .confirmation import CheckResults, confirm, installed_versions_or_none, wording_note
 from .matching import match_signatures, rank
 from .records import Frame, ParsedLog, Traceback
 from ..redact import redact
@@ -259,15 +260,16 @@ def explain_text(text: str, ctx=None, *, results: Optional[Sequence[Any]] = None
         from ..context import Context
 
         ctx = Context()
+    text, line_numbers = window.select(text)  # a large log: its tail, and error lines before it
     text = redact(text, getattr(ctx, "environ", None))
-    parsed = parse_log(text)
+    parsed = parse_log(text, line_numbers)
     reader = _source_reader(ctx)
     for tb in parsed.tracebacks:
         for link in tb.links:
             for frame in link.frames:
                 resolve_qualname(frame, reader, KNOWN_LOCATIONS)
     matches = match_signatures(parsed, signatures)
-    source_checks = CheckSource(ctx, results=results, checks=checks, run=confirm_causes)
+    source_checks = CheckResults(ctx, results=results, checks=checks, run=confirm_causes)
     installed = installed_versions_or_none(ctx)
     for m in matches:
         for hit in m.hits:

@@ -44,8 +44,9 @@ def clean_lines(text: str) -> List[str]:
         if ".py:" in line and not line.lstrip().startswith("File "):
             line = _RICH_LOCATION.sub("", line)
         # numpy's "compiled using NumPy 1.x" notice prints the header and the first frame on one line.
+        # (Not in an escaped string, `Traceback ...:\n  File ...`: layouts.py decodes those.)
         at = line.find(HEADER)
-        if at >= 0 and line[at + len(HEADER):].strip():
+        if at >= 0 and line[at + len(HEADER):].strip() and not line[at + len(HEADER):].startswith("\\"):
             out.append(line[: at + len(HEADER)])
             line = line[at + len(HEADER):]
         out.append(line)

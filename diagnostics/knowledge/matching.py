@@ -12,7 +12,8 @@ from .records import ExceptionRecord, ParsedLog, Traceback
 from .results import STATUS_RANK, Hit, SignatureMatch
 from .signatures import SIGNATURES, Pattern, Signature
 from .signatures.imports import derive_groups
-from .state_dict import KeyReport, parse_key_report
+from .shapes import shape_verdict
+from .state_dict import KeyReport, Verdict, parse_key_report, unlabelled_keys
 
 _WS = re.compile(r"\s+")
 _SNIPPET = 600
@@ -87,6 +88,12 @@ class _Candidates:
             if report is not None:
                 self.reports[id(link)] = report
         self.log_report = None if self.reports else _printed_key_lists(parsed)
+        self.shapes: Dict[int, Verdict] = {}
+        for _tb, link, _weight in self.exceptions:
+            verdict = shape_verdict(link.text)
+            if verdict is not None:
+                self.shapes[id(link)] = verdict
+        self.log_shape = None if self.shapes else _printed_shape_error(parsed)
         self.log_text = _LogText(parsed.text_lines or parsed.lines, parsed.origins)
         self.warning_lines = {w.log_line for w in parsed.warnings}
 
@@ -100,6 +107,9 @@ def _printed_key_lists(parsed: ParsedLog) -> Optional[Tuple[int, KeyReport]]:
         if KEY_LIST_LINE.search(line):
             first = first or index + 1
             picked.extend(lines[index:index + 2])
+        elif line.count('"') + line.count("'") >= 16 and unlabelled_keys(line):
+            first = first or index + 1
+            picked.append(line)
     report = parse_key_report("\n".join(picked)) if picked else None
     if report is None:
         return None
@@ -107,11 +117,25 @@ def _printed_key_lists(parsed: ParsedLog) -> Optional[Tuple[int, KeyReport]]:
     return origin, report
 
 
+def _printed_shape_error(parsed: ParsedLog) -> Optional[Tuple[int, Verdict]]:
+    """A shape message in a log line outside any exception (a runtime's own error line)."""
+    lines = parsed.text_lines or parsed.lines
+    for index, line in enumerate(lines):
+        verdict = shape_verdict(line) if "xpected" in line else None
+        if verdict is not None:
+            return (parsed.origins[index] if index < len(parsed.origins) else index + 1), verdict
+    return None
+
+
 def _analysis_hits(pat: Pattern, found: _Candidates) -> List[Hit]:
     hits = []
+    line_weight = 3 if not found.parsed.has_traceback else 1
     for _tb, link, weight in found.exceptions:
         report = found.reports.get(id(link))
         verdict = next((v for v in report.verdicts() if v.tag == pat.analysis), None) if report else None
+        shape = found.shapes.get(id(link))
+        if verdict is None and shape is not None and shape.tag == pat.analysis:
+            verdict, report = shape, None
         if verdict is not None:
             hits.append(Hit(pat, _snippet(verdict.text), "exception", link.log_line, weight + 1,
                             link.exception_type, {"verdict": verdict.tag}, key_report=report, verdict=verdict))
@@ -119,9 +143,12 @@ def _analysis_hits(pat: Pattern, found: _Candidates) -> List[Hit]:
         line_no, report = found.log_report
         verdict = next((v for v in report.verdicts() if v.tag == pat.analysis), None)
         if verdict is not None:
-            weight = 3 if not found.parsed.has_traceback else 1
-            hits.append(Hit(pat, _snippet(verdict.text), "line", line_no, weight, "", {"verdict": verdict.tag},
+            hits.append(Hit(pat, _snippet(verdict.text), "line", line_no, line_weight, "", {"verdict": verdict.tag},
                             key_report=report, verdict=verdict))
+    if found.log_shape is not None and found.log_shape[1].tag == pat.analysis:
+        line_no, verdict = found.log_shape
+        hits.append(Hit(pat, _snippet(verdict.text), "line", line_no, line_weight, "", {"verdict": verdict.tag},
+                        verdict=verdict))
     return hits
 
 
@@ -185,7 +212,7 @@ def _groups(m) -> Dict[str, str]:
 def match_signatures(parsed: ParsedLog, signatures: Sequence[Signature] = SIGNATURES) -> List[SignatureMatch]:
     """Every signature with at least one pattern found in the log, with its hits (strongest first)."""
     found = _Candidates(parsed)
-    analysed = bool(found.reports or found.log_report)
+    analysed = bool(found.reports or found.log_report or found.shapes or found.log_shape)
     compiled: Dict[str, Any] = {}
     matches: List[SignatureMatch] = []
     for sig in signatures:

@@ -22,7 +22,6 @@ def looks_like_exception_type(name: str) -> bool:
     return bool(last) and (last[0].isupper() or last[0] == "_")
 
 
-
 @dataclass
 class Frame:
     """One `File "...", line N, in func` entry, innermost last."""
@@ -181,29 +180,6 @@ class ParsedLog:
             "tracebacks": [t.to_dict() for t in self.tracebacks],
             "warnings": [w.to_dict() for w in self.warnings],
         }
-
-
-# --- frame classification --------------------------------------------------------------------------
-
-# The model code people deploy is often pip-installed (stable-diffusion-sdkit puts `ldm` into
-# site-packages), but it is still the code whose line the report must point at.
-MODEL_PACKAGES = ("ldm", "sgm", "scripts")
-_LIB_DIRS = re.compile(r"[/\\](?:site|dist)-packages[/\\]", re.I)
-_STDLIB = re.compile(r"[/\\]lib[/\\]python\d(?:\.\d+)?[/\\](?!site-packages|dist-packages)[^/\\]+", re.I)
-_WIN_STDLIB = re.compile(r"^[A-Za-z]:\\.*\\Lib\\(?!site-packages)[^\\]+", re.I)
-
-
-def frame_kind(path: str) -> str:
-    """`user`, `library` (third-party), `stdlib` or `internal` (`<frozen ...>`, `<string>`)."""
-    if path.startswith("<") and path.endswith(">"):
-        return "internal" if path.startswith("<frozen") else "user"
-    m = _LIB_DIRS.search(path)
-    if m:
-        rest = re.split(r"[/\\]", path[m.end():], maxsplit=1)[0]
-        return "user" if rest in MODEL_PACKAGES else "library"
-    if _STDLIB.search(path) or _WIN_STDLIB.search(path):
-        return "stdlib"
-    return "user"
 
 
 # --- frame classification --------------------------------------------------------------------------

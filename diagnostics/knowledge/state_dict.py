@@ -43,6 +43,10 @@ _SECTION = re.compile(
 _KEY = re.compile(r"[\"']([A-Za-z_][\w.\s]*?)[\"']")
 _SIZE = re.compile(r"(?P<key>[\w.]+):\s*copying a param with shape torch\.Size\(\[(?P<ckpt>[\d,\s]*)\]\) from "
                    r"checkpoint, the shape in current model is torch\.Size\(\[(?P<model>[\d,\s]*)\]\)")
+# The same with each space optional: a line wrapped inside a word, joined without its break.
+_SIZE_WRAPPED = re.compile(_SIZE.pattern.replace(" ", r"\s*"))
+_KEY_NAME = re.compile(r"[A-Za-z_][\w.]*\.[\w]+")
+UNLABELLED_LEAST = 8  # quoted dotted keys that make a line a key list without its heading
 _RESTORED = re.compile(r"Restored from \S+ with (?P<missing>\d+) missing and (?P<unexpected>\d+) unexpected keys")
 
 
@@ -94,14 +98,16 @@ class KeyReport:
     mismatched: List[SizeMismatch] = field(default_factory=list)
     counts: Dict[str, int] = field(default_factory=dict)  # printed totals, when larger than the lists
     truncated: bool = False
+    # Keys printed without the heading that says which side they are (a paste cut before it).
+    listed: List[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched or any(self.counts.values()))
+        return not (self.missing or self.unexpected or self.mismatched or self.listed or any(self.counts.values()))
 
     def count(self, kind: str) -> int:
         listed = {"missing": len(self.missing), "unexpected": len(self.unexpected),
-                  "mismatched": len(self.mismatched)}[kind]
+                  "mismatched": len(self.mismatched), "listed": len(self.listed)}[kind]
         return max(listed, self.counts.get(kind, 0))
 
     def by_component(self, kind: str) -> Dict[str, List[str]]:
@@ -120,7 +126,7 @@ class KeyReport:
     def summary_lines(self, shown: int = SHOWN_KEYS) -> List[str]:
         """Counts per kind and component with the first keys: what a person reads instead of the list."""
         lines = []
-        for kind in ("mismatched", "missing", "unexpected"):
+        for kind in ("mismatched", "missing", "unexpected", "listed"):
             total = self.count(kind)
             if not total:
                 continue
@@ -131,15 +137,16 @@ class KeyReport:
                 parts.append(f"{COMPONENT_TITLES.get(component, component)} {len(keys)} ({first})")
             listed = sum(len(keys) for keys in groups.values())
             more = " (the list is cut off in the log)" if self.truncated or total > listed else ""
-            lines.append(f"{total} {kind}: " + "; ".join(parts) + more)
+            name = "keys listed (missing or unexpected: the heading is cut off)" if kind == "listed" else kind
+            lines.append(f"{total} {name}: " + "; ".join(parts) + more)
         return lines
 
     def to_dict(self) -> Dict[str, object]:
         return {
-            "counts": {kind: self.count(kind) for kind in ("missing", "unexpected", "mismatched")},
+            "counts": {kind: self.count(kind) for kind in ("missing", "unexpected", "mismatched", "listed")},
             "truncated": self.truncated,
             "components": {kind: {c: len(k) for c, k in self.by_component(kind).items()}
-                           for kind in ("missing", "unexpected", "mismatched")},
+                           for kind in ("missing", "unexpected", "mismatched", "listed")},
             "renames": [r.describe() for r in self.renames()],
             "verdicts": [{"tag": v.tag, "code": v.code, "text": v.text} for v in self.verdicts()],
             "summary": self.summary_lines(),
@@ -168,9 +175,36 @@ def _keys(section: str) -> Tuple[List[str], bool]:
     return keys, cut
 
 
+def unlabelled_keys(text: str, least: int = UNLABELLED_LEAST) -> List[str]:
+    """The keys of `text` when it is nothing but a list of quoted state-dict keys (a key list whose
+    `Missing key(s)` / `Unexpected key(s)` heading is not in the paste), else []."""
+    if text.count(".") < least:
+        return []
+    found = list(_KEY.finditer(text))
+    keys = [re.sub(r"\s+", "", m.group(1)) for m in found]
+    dotted = [key for key in keys if key.count(".") >= 2]
+    if len(dotted) < least:
+        return []
+    covered = sum(m.end() - m.start() for m in found)
+    return dotted if covered >= 0.7 * len(text.strip()) else []
+
+
+def _size_mismatch(body: str) -> SizeMismatch:
+    """One `size mismatch for KEY: copying ...` entry (also wrapped inside a word); one it cannot
+    read keeps its key and no shapes."""
+    flat = re.sub(r"\s+", " ", body).strip()
+    # Joined at the line breaks first: a wrap inside a number (`[3\n20, 4, 3, 3]`) must not split it.
+    size = _SIZE_WRAPPED.match(re.sub(r"\s*\n\s*", "", body).strip()) or _SIZE.match(flat)
+    if size:
+        return SizeMismatch(re.sub(r"\s+", "", size.group("key")), _shape(size.group("ckpt")),
+                            _shape(size.group("model")))
+    return SizeMismatch(re.sub(r"\s+", "", flat.split(":", 1)[0]).rstrip(","), (), ())
+
+
 def parse_key_report(text: str) -> Optional[KeyReport]:
     """The key lists printed in `text`, or None when it holds none."""
-    if not text or ("key" not in text.lower() and "size mismatch" not in text):
+    if not text or ("key" not in text.lower() and "size mismatch" not in text and '"' not in text
+                    and "'" not in text):
         return None
     sections = list(_SECTION.finditer(text))
     report = KeyReport()
@@ -178,15 +212,20 @@ def parse_key_report(text: str) -> Optional[KeyReport]:
     if restored:
         report.counts = {"missing": int(restored.group("missing")), "unexpected": int(restored.group("unexpected"))}
     if not sections and not restored:
-        return None
+        listed = unlabelled_keys(text)
+        if not listed:
+            return None
+        return KeyReport(listed=listed, truncated=True)
     for index, found in enumerate(sections):
         end = sections[index + 1].start() if index + 1 < len(sections) else len(text)
         body = text[found.end():end]
         if found.group("size"):
-            size = _SIZE.match(re.sub(r"\s+", " ", body).strip())
-            if size:
-                report.mismatched.append(SizeMismatch(re.sub(r"\s+", "", size.group("key")),
-                                                      _shape(size.group("ckpt")), _shape(size.group("model"))))
+            item = _size_mismatch(body)
+            last = index == len(sections) - 1
+            # An entry without shapes counts only where the log is cut: inside the last one.
+            if _KEY_NAME.fullmatch(item.key) and (item.checkpoint or last):
+                report.mismatched.append(item)
+                report.truncated = report.truncated or not item.checkpoint
             continue
         keys, cut = _keys(body)
         kind = "missing" if found.group("missing") else "unexpected"
@@ -229,6 +268,15 @@ def find_renames(missing: Sequence[str], unexpected: Sequence[str]) -> List[Rena
 
 def _unet_input(report: KeyReport) -> Optional[Verdict]:
     for item in report.mismatched:
+        if item.key.endswith("input_blocks.0.0.weight") and not item.checkpoint and not item.model:
+            # The log is cut inside the entry. Every SD UNet's input conv has 320 output channels
+            # (SD 1.x, 2.x, XL), so a mismatch of that weight is one of its input channels.
+            return Verdict(
+                "unet-in-channels", "config.in-channels",
+                "the UNet input conv (input_blocks.0.0.weight) has another shape in the file than in the model "
+                "(the shapes are cut off in the log): its input channels differ, 4 txt2img, 9 inpainting, "
+                "8 instruct-pix2pix, 5 depth",
+                "use the config for the checkpoint's variant (v1-inpainting-inference.yaml for 9 channels)")
         if item.key.endswith("input_blocks.0.0.weight") and len(item.checkpoint) == 4 and len(item.model) == 4:
             file_ch, model_ch = item.checkpoint[1], item.model[1]
             if file_ch == model_ch:
@@ -278,6 +326,46 @@ def _text_encoder_layout(report: KeyReport) -> Optional[Verdict]:
             f"the file names {rename.count} text-encoder weights without `text_model.` (saved by transformers 5 "
             "or in a flat layout) while this transformers expects it: they are dropped by a strict=False load",
             f"rename the keys: `{rename.prefix}X` -> `{rename.prefix}text_model.X`, or use transformers >= 5")
+    return None
+
+
+# A CLIP text transformer's own modules; transformers < 5 puts them under `text_model.`.
+_CLIP_INNER = re.compile(r"^(?P<prefix>(?:[\w]+\.)*?)(?P<parent>[\w]+\.)?(?:embeddings\.(?:token|position)_embedding\.|"
+                         r"encoder\.layers\.\d+\.(?:self_attn|mlp|layer_norm[12])\.|final_layer_norm\.)")
+
+
+def flat_clip_prefix(keys: Sequence[str]) -> Optional[str]:
+    """The prefix under which `keys` hold a CLIP text encoder without `text_model.` (the
+    transformers 5 layout of CLIPTextModel), when at least 3 of them do and none has the level."""
+    prefixes: Dict[str, int] = {}
+    for key in keys:
+        if ".text_model." in "." + key:
+            return None
+        found = _CLIP_INNER.match(key)
+        if found:
+            prefix = found.group("prefix") + (found.group("parent") or "")
+            prefixes[prefix] = prefixes.get(prefix, 0) + 1
+    best = max(prefixes.items(), key=lambda item: item[1], default=None)
+    return best[0] if best and best[1] >= 3 else None
+
+
+def _flat_text_encoder(report: KeyReport) -> Optional[Verdict]:
+    """CLIP keys without `text_model.` where the other side of the list is not in the log."""
+    if report.unexpected and report.missing:
+        return None  # both sides are there: renames() decides
+    for kind in ("missing", "listed"):
+        prefix = flat_clip_prefix(getattr(report, kind))
+        if prefix is None:
+            continue
+        side = ("the model expects them so (transformers >= 5) and the file does not hold them under these names"
+                if kind == "missing" else "the list's heading is cut off, so which side has them is not in the log")
+        return Verdict(
+            "transformers5-clip-layout", "compat.transformers5-clip-layout",
+            f"the text-encoder keys `{prefix}embeddings.*`, `{prefix}encoder.layers.*` are named without "
+            f"`text_model.`, as transformers 5's CLIPTextModel names them: {side}; a checkpoint written with "
+            "transformers 4 names them `text_model.*`",
+            f"rename the keys before loading (`{prefix}text_model.X` <-> `{prefix}X`), or use the transformers "
+            "the checkpoint was written with")
     return None
 
 
@@ -332,7 +420,8 @@ def _generic_rename(report: KeyReport) -> Optional[Verdict]:
 
 def judge(report: KeyReport) -> List[Verdict]:
     """What the key sets mean, most specific first."""
-    found: List[Optional[Verdict]] = [_unet_input(report), _context(report), _text_encoder_layout(report)]
+    found: List[Optional[Verdict]] = [_unet_input(report), _context(report),
+                                      _text_encoder_layout(report) or _flat_text_encoder(report)]
     found += _ema(report)
     found += [_position_ids(report), _family(report), _generic_rename(report)]
     return [v for v in found if v is not None]

@@ -25,6 +25,7 @@ import re
 from typing import Callable, List, Optional, Tuple
 
 from . import pytest_format as pytest_fmt
+from .layouts import expand_layouts
 from .logtext import (GROUP_HEADER, HEADER, Prefixer, clean_lines, is_log_record_start, strip_known_prefix,
                       unwrap)
 from .qualnames import qualname_from_source, resolve_qualname
@@ -167,7 +168,9 @@ class _Parser:
                       truncated_start: bool) -> int:
         if link is not None and link.frames and all(link is not kept for kept in tb.links):
             link.truncated = True
-            if truncated_start and not link.exception_type:
+            # No exception line (the log is cut): the message may stand before the frames or the
+            # header, as in layouts that print it first.
+            if not link.exception_type and (truncated_start or not any(kept.found for kept in tb.links)):
                 self._message_before(start, link)
             tb.links.append(link)
             tb.truncated = True
@@ -343,10 +346,21 @@ class _Parser:
         self.tracebacks.sort(key=lambda t: t.start_line)
 
 
-def parse_log(text: str) -> ParsedLog:
-    """Every traceback, bare error line and warning in `text`, in log order."""
+def _renumber(origins: List[int], numbers: List[int]) -> List[int]:
+    """Origins (1-based lines of the cleaned text) as lines of the log the text was taken from."""
+    last = numbers[-1] if numbers else 0
+    return [numbers[k - 1] if 0 < k <= len(numbers) else last + k - len(numbers) for k in origins]
+
+
+def parse_log(text: str, line_numbers: Optional[List[int]] = None) -> ParsedLog:
+    """Every traceback, bare error line and warning in `text`, in log order. `line_numbers`: the
+    log line of each line of `text` when it holds only part of the log (`window.select`)."""
     lines = clean_lines(text)
-    text_lines, origins = unwrap(lines)
+    expanded, expanded_origins = expand_layouts(lines)
+    text_lines, unwrapped_origins = unwrap(expanded)
+    origins = _renumber(unwrapped_origins, expanded_origins)
+    if line_numbers:
+        origins = _renumber(origins, line_numbers)
     parser = _Parser(text_lines, origins)
     parser.run()
     return ParsedLog(lines=lines, text_lines=text_lines, origins=origins, tracebacks=parser.tracebacks,

@@ -3,10 +3,12 @@
 The facts come from one child-process run (`probes/model.py`, memoised as `ctx.fact("model")`):
 import the config's target with the user's code first on sys.path, instantiate it the way
 `ldm.util.instantiate_from_config` does, load the checkpoint with `strict=False`, move it to the
-device and run a smoke forward. These rules turn that run into findings: a known exception becomes
-its cause and fix (knowledge base K01/K02 CLIP files, K03 rank_zero_only, K05 position_ids, K07
-channels, K08 SD1/SD2, K09 EMA, K14 OOM, K18 ldm not importable), and the key-matching result is
-grouped by component with an explanation for each group.
+device and run a smoke forward. These rules turn that run into findings; the pieces live apart:
+- `model_stages.py`: which check owns a failed stage, shared formats and findings;
+- `model_diagnosis.py`: an exception becomes its cause and fix (knowledge base K01/K02 CLIP files,
+  K03 rank_zero_only, K14 OOM, K18 ldm not importable, ...);
+- `model_keys.py`: `model.load-keys`, the key-matching result grouped by component and explained;
+- here: the import, instantiate, smoke-forward and GPU-memory rules, and the check declarations.
 """
 
 from __future__ import annotations
@@ -14,258 +16,30 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..findings import Finding, Status, skip, worst
+from ..findings import Finding, Status, skip
 from ..probes.code import probe_ldm
 from ..probes.ldm_config import probe_ldm_config
 from ..probes.model import probe_model, text_encoder_files
 from ..registry import Check
 from ..util import fmt_bytes
+from .model_diagnosis import CLIP_RELATED, diagnose
+from .model_keys import explain_group, rule_model_load_keys
+from .model_stages import (COMPONENT_NAMES, STAGE_CHECK, error_finding, failed_before, first_line, fmt_params,
+                           not_run, secs)
 
-STAGE_CHECK = {"import": "model.import", "instantiate": "model.instantiate", "load": "model.load-keys",
-               "device": "model.smoke-forward", "smoke": "model.smoke-forward", "start": "model.import"}
-COMPONENT_NAMES = {"model": "UNet (DiffusionWrapper)", "first_stage_model": "VAE", "cond_stage_model": "text encoder",
-                   "model_ema": "EMA", "control_model": "ControlNet", "depth_model": "depth model"}
-GROUP_NAMES = {"unet": "UNet", "ema": "EMA (LitEma)", "vae": "VAE", "text_encoder": "text encoder",
-               "controlnet": "ControlNet", "depth": "depth model", "image_embedder": "image embedder",
-               "wrapper": "model.*", "other": "top level"}
-CLIP_RELATED = ("cache.model-missing", "tokenizer.functional", "hub.dns")
-SCHEDULE_BUFFERS = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-                    "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-                    "posterior_mean_coef1", "posterior_mean_coef2", "logvar", "scale_factor", "lvlb_weights"}
-SHOWN = 5  # keys shown per group in a summary
-RELATED_FIX = {
-    "config.use-ema": "set `use_ema: False` under model.params (or load a checkpoint that carries model_ema.*)",
-    "config.in-channels": "use the config for the checkpoint's UNet input channels (v1-inpainting-inference.yaml "
-                          "for 9)",
-    "config.context-dim": "use the config of the checkpoint's family (v2-inference.yaml for SD 2.x)",
-    "config.cond-stage": "rename the checkpoint's text-encoder keys for the installed transformers, or use the "
-                         "config of the checkpoint's text encoder",
-    "compat.transformers-position-ids": "drop cond_stage_model.transformer.text_model.embeddings.position_ids "
-                                        "before a strict load",
-}
-
-def _fmt_params(n: Optional[int]) -> str:
-    return "?" if n is None else f"{n / 1e6:.2f} M"
-
-
-def _secs(x: Optional[float]) -> str:
-    if x is None:
-        return "?"
-    return f"{x:.2f} s" if x < 10 else f"{x:.1f} s"
-
-
-def _first_line(text: str) -> str:
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else ""
-
-
-def _tb_tail(error: Mapping[str, Any], lines: int = 12) -> str:
-    return "\n".join((error.get("traceback") or "").strip().splitlines()[-lines:])
-
-
-# ---------------------------------------------------------------------------------------------
-# exceptions -> cause and fix
-
-
-class Diagnosis:
-    def __init__(self, summary: str, cause: str, fix: str, related: Sequence[str] = (), docs: Sequence[str] = (),
-                 kind: str = "other", status: Status = Status.FAIL) -> None:
-        self.summary, self.cause, self.fix = summary, cause, fix
-        self.related, self.docs, self.kind, self.status = list(related), list(docs), kind, status
-
-
-# What a knowledge-base signature is called here (the kind of failure a model rule reports on).
-KIND_BY_SIGNATURE = {"clip-tokenizer-load": "clip-files", "hub-offline-cached-files": "clip-files",
-                     "ldm-not-importable": "ldm-missing", "pl-rank-zero-only": "rank-zero-only",
-                     "python-module-missing": "module", "taming-vq2": "module", "hub-cached-download": "module",
-                     "hub-too-new": "module", "numpy2-abi": "module", "open-clip-version": "module",
-                     "lightning-missing": "module", "config-target-missing": "target",
-                     "config-unknown-parameter": "config", "config-finetune-keys": "config", "cuda-oom": "oom"}
-
-
-def _child_failure(error: Mapping[str, Any]) -> Optional[Diagnosis]:
-    """The failures that are not exceptions: the child timed out, died, or never started."""
-    kind = error.get("kind")
-    message = str(error.get("message") or "")
-    if kind == "timeout":
-        stage = error.get("stage")
-        cause = ("Building the model hung: FrozenCLIPEmbedder downloading from an unreachable hub retries for "
-                 "minutes (see hub.dns / hub.connect), or the machine is too slow for this --timeout."
-                 if stage == "instantiate" else f"The {stage} step took longer than --timeout.")
-        return Diagnosis(f"Timed out during {stage}: {message}.", cause,
-                         "Re-run with a larger --timeout (e.g. --timeout 600); set HF_HUB_OFFLINE=1 when the files "
-                         "are already cached so nothing waits on the network.", related=("hub.dns",), kind="timeout")
-    if kind in ("killed", "crashed"):
-        oom = error.get("returncode") in (-9, 137)
-        return Diagnosis(
-            f"The model process died during {error.get('stage')}: {message}.",
-            "Signal 9 is what the kernel's out-of-memory killer sends: the model does not fit in RAM." if oom else
-            "The interpreter crashed inside native code (a torch/extension ABI mismatch, or memory).",
-            "Free RAM or add swap; the fp32 SD 1.x model needs about 4 GB plus 3.4 GB for EMA weights (set "
-            "use_ema: False for inference)." if oom else
-            "Run the same import in a plain `python -c` to see the crash; reinstall torch and compiled extensions "
-            "for this Python.", kind="oom" if oom else "crash")
-    if kind == "not-started":
-        return Diagnosis(f"The model process could not start: {message}.", "The Python interpreter could not be run.",
-                         "Check that the interpreter running the harness can start subprocesses.", kind="crash")
-    if kind == "omegaconf-missing":
-        return Diagnosis(message, "ldm's configs are OmegaConf objects.", "pip install omegaconf", kind="module")
-    if kind == "oom" or (error.get("type") == "MemoryError"):
-        return Diagnosis(f"Out of memory: `{_first_line(message) or error.get('type')}`.",
-                         "The model does not fit in the available (GPU or CPU) memory (knowledge base K14).",
-                         "Use fp16 (LDM_DIAG_DTYPE=fp16, model.half()), set use_ema: False, close other GPU "
-                         "processes, or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.",
-                         related=("cuda.memory",), kind="oom")
-    return None
-
-
-def error_as_log(error: Mapping[str, Any]) -> str:
-    """The child's exception as the log text the knowledge base reads."""
-    text = str(error.get("traceback") or "").rstrip()
-    line = f"{error.get('type') or 'Exception'}: {error.get('message') or ''}".rstrip()
-    if "Traceback (most recent call last):" not in text:
-        text = "Traceback (most recent call last):\n" + text if text else ""
-    tail = text.strip().splitlines()[-1:] if text.strip() else []
-    if not tail or not tail[0].startswith(str(error.get("type") or "\0")):
-        text = (text + "\n" if text else "") + line
-    return text
-
-
-def match_error(error: Mapping[str, Any]):
-    """The knowledge base's best explanation of the child's exception (the same matcher `explain` uses)."""
-    from ..knowledge.matching import match_signatures, rank
-    from ..knowledge.traceback import parse_log
-
-    matches = [m for m in rank(match_signatures(parse_log(error_as_log(error)))) if m.weight >= 3]
-    return matches[0] if matches else None
-
-
-def _versions_note(signature, error: Mapping[str, Any], versions: Mapping[str, Optional[str]]) -> str:
-    packages: List[str] = []
-    for cause in signature.causes:
-        for need in cause.needs:
-            packages += [p for alternative in need.versions for p in alternative if p not in packages]
-    imported = error.get("versions") or {}
-    shown = [f"{p} {imported.get(p) or versions.get(p)}" for p in packages if imported.get(p) or versions.get(p)]
-    return f" (imported: {', '.join(shown)})" if shown else ""
-
-
-def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
-             versions: Optional[Mapping[str, Optional[str]]] = None,
-             clip_files: Optional[Mapping[str, Any]] = None) -> Diagnosis:
-    """Cause and fix for a failure while importing or building the model: the child's own failures
-    here, every exception through the knowledge base."""
-    versions = versions or {}
-    failure = _child_failure(error)
-    if failure is not None:
-        return failure
-    text = f"{error.get('type') or ''}: {_first_line(str(error.get('message') or ''))}"
-    where = error.get("where") or {}
-    at = f" ({where.get('file')}:{where.get('line')})" if where.get("file") else ""
-    match = match_error(error)
-    if match is None:
-        return Diagnosis(f"`{text}`{at}.", "An exception in the model code (traceback in the evidence).",
-                         "Read the traceback in the evidence; run the same step in a Python shell with --code-root "
-                         "on sys.path to reproduce it.", kind="exception")
-    sig = match.signature
-    kind = KIND_BY_SIGNATURE.get(sig.slug, sig.slug)
-    if kind == "clip-files":
-        return _clip_diagnosis(f"{error.get('type')}: {error.get('message')}", clip_files)
-    fix = sig.causes[0].fix if sig.causes else sig.fix
-    from ..knowledge.results import fill_placeholders
-
-    return Diagnosis(f"`{text}`{at}: {sig.title}{_versions_note(sig, error, versions)} (knowledge base {sig.id}).",
-                     sig.cause, fill_placeholders(fix, match.groups),
-                     related=[c for c in sig.codes if not c.startswith("model.")], docs=sig.links, kind=kind)
-
-
-def _clip_diagnosis(text: str, files: Optional[Mapping[str, Any]]) -> Diagnosis:
-    files = files or {}
-    version = files.get("version") or "openai/clip-vit-large-patch14"
-    missing = files.get("missing") or []
-    offline = files.get("offline")
-    if files.get("kind") == "local-dir":
-        where = f"the directory {files.get('path')}"
-        fix = (f"Copy the missing files ({', '.join(missing)}) into {files.get('path')}: they come from "
-               f"`hf download openai/clip-vit-large-patch14 --local-dir {files.get('path')}` run where the hub is "
-               "reachable." if missing else
-               f"Check that the files in {files.get('path')} are complete and readable.")
-        if files.get("shadows_hub_id"):
-            fix += (f" A directory named {version!r} in the working directory shadows the hub id: rename it, or "
-                    "fill it.")
-    else:
-        cache = files.get("cache_dir")
-        where = f"the Hugging Face cache ({cache})" if cache else "the Hugging Face cache"
-        fix = (f"Where the hub is reachable, run `hf download {version} config.json vocab.json merges.txt "
-               "tokenizer_config.json special_tokens_map.json model.safetensors` (`huggingface-cli download` with "
-               f"huggingface_hub < 1.0) with the same HF_HOME/HF_HUB_CACHE, and copy {cache} to this machine; or "
-               "set `version:` in cond_stage_config.params to a local directory holding those files.")
-        if offline:
-            fix += " Offline mode (" + ", ".join(f"{k}={v}" for k, v in (files.get("offline_vars") or {}).items()) \
-                   + ") stays on afterwards, so nothing waits on the network."
-    summary = (f"FrozenCLIPEmbedder cannot load {version!r}: "
-               + (f"{len(missing)} required file(s) missing from {where}: {', '.join(missing)}" if missing else
-                  f"the files in {where} could not be loaded")
-               + (" (offline mode is on)" if offline else "") + f". Error: `{_first_line(text)}`")
-    cause = ("FrozenCLIPEmbedder.__init__ calls CLIPTokenizer.from_pretrained(version) and "
-             "CLIPTextModel.from_pretrained(version); the checkpoint holds no tokenizer or model config, so these "
-             "files must come from the hub or the cache" + (", and offline mode forbids the hub" if offline else "")
-             + " (knowledge base K01/K02). transformers 5 returns a 2-token tokenizer instead of raising when the "
-               "tokenizer files are missing (tokenizer.functional).")
-    return Diagnosis(summary, cause, fix, related=CLIP_RELATED, kind="clip-files")
-
-
-# ---------------------------------------------------------------------------------------------
-# the rules
-
-
-def _not_run(code: str, title: str, model: Mapping[str, Any]) -> Optional[Finding]:
-    if model.get("ran"):
-        return None
-    reason = model.get("reason")
-    if reason == "code-root-missing" and code == "model.import":
-        return Finding(code, Status.FAIL, title, f"--code-root {model.get('code_root')} does not exist, so the "
-                                                 "model code cannot be imported.",
-                       evidence={"code_root": model.get("code_root")},
-                       cause="The path is wrong, or the repository is not on this machine.",
-                       fix="Pass --code-root with the directory that contains `ldm/` (the repository root).")
-    return skip(code, title, model.get("message") or "The model was not built.")
-
-
-def _failed_before(code: str, title: str, model: Mapping[str, Any], stages: Sequence[str]) -> Optional[Finding]:
-    err = model.get("error")
-    if err and err.get("stage") in stages:
-        owner = STAGE_CHECK.get(err["stage"], "model.import")
-        return skip(code, title, f"Did not run: the {err['stage']} step failed first (see {owner}).")
-    return None
-
-
-def _error_finding(code: str, title: str, error: Mapping[str, Any], diagnosis: Diagnosis,
-                   model: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = (),
-                   extra: Optional[Dict[str, Any]] = None) -> Finding:
-    evidence: Dict[str, Any] = {
-        "stage": error.get("stage"), "exception": f"{error.get('type')}: {error.get('message')}"[:2000],
-        "where": error.get("where"), "traceback": _tb_tail(error, 40), "related_checks": list(diagnosis.related),
-        "output": (model.get("output") or [])[-20:],
-    }
-    if related:
-        evidence["related_findings"] = list(related)
-    if extra:
-        evidence.update(extra)
-    return Finding(code, diagnosis.status, title, diagnosis.summary, evidence=evidence, cause=diagnosis.cause,
-                   fix=diagnosis.fix, docs=list(diagnosis.docs))
+__all__ = ["CHECKS", "degenerate_tokenizer", "diagnose", "explain_group", "rule_cuda_memory", "rule_model_import",
+           "rule_model_instantiate", "rule_model_load_keys", "rule_smoke_forward"]
 
 
 def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
                       versions: Optional[Mapping[str, Optional[str]]] = None) -> Finding:
     code, title = "model.import", "Model code importable"
-    not_run = _not_run(code, title, model)
-    if not_run:
-        return not_run
+    skipped_run = not_run(code, title, model)
+    if skipped_run:
+        return skipped_run
     err = model.get("error")
     if err and err.get("stage") in ("import", "start"):
-        return _error_finding(code, title, err, diagnose(err, ldm, versions), model)
+        return error_finding(code, title, err, diagnose(err, ldm, versions), model)
     data = (model.get("stages") or {}).get("import")
     if not data:
         return skip(code, title, "The import step did not report (see the model output).")
@@ -301,7 +75,7 @@ def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]]
     return Finding(code, Status.OK, title,
                    f"Imported {data.get('target')} from {data.get('ldm_file') or data.get('target_file')} "
                    f"(torch {data.get('torch')}) and {len(data.get('targets') or [])} other targets in "
-                   f"{_secs(data.get('seconds'))}.{note}", evidence=evidence)
+                   f"{secs(data.get('seconds'))}.{note}", evidence=evidence)
 
 
 def _under(path: str, root: str) -> bool:
@@ -323,16 +97,16 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
                            clip_files: Optional[Mapping[str, Any]] = None,
                            related: Sequence[Mapping[str, Any]] = ()) -> Finding:
     code, title = "model.instantiate", "Model builds from the config"
-    not_run = _not_run(code, title, model)
-    if not_run:
-        return not_run
-    before = _failed_before(code, title, model, ("start", "import"))
+    skipped_run = not_run(code, title, model)
+    if skipped_run:
+        return skipped_run
+    before = failed_before(code, title, model, ("start", "import"))
     if before:
         return before
     err = model.get("error")
     if err and err.get("stage") == "instantiate":
         diag = diagnose(err, ldm, versions, clip_files)
-        return _error_finding(code, title, err, diag, model, related=related if diag.kind == "clip-files" else (),
+        return error_finding(code, title, err, diag, model, related=related if diag.kind == "clip-files" else (),
                               extra={"text_encoder_files": clip_files} if diag.kind == "clip-files" else None)
     data = (model.get("stages") or {}).get("instantiate")
     if not data:
@@ -345,7 +119,7 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
         if name == "model_ema":
             parts.append(f"{label} {info.get('tensors')} buffers")
         else:
-            parts.append(f"{label} {_fmt_params(info.get('parameters'))}")
+            parts.append(f"{label} {fmt_params(info.get('parameters'))}")
     evidence = {"class": data.get("class"), "seconds": data.get("seconds"), "meta_device": data.get("meta"),
                 "meta_error": data.get("meta_error"), "components": comps, "parameters": data.get("parameters"),
                 "use_ema": data.get("use_ema"), "unet": data.get("unet"), "tokenizer": data.get("tokenizer"),
@@ -365,194 +139,17 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
     how = "parameters on the meta device, no weights allocated" if data.get("meta") else "weights allocated"
     line = f" ({notable['params_lines'][0]})" if notable.get("params_lines") else ""
     return Finding(code, Status.OK, title,
-                   f"Built {str(data.get('class')).rsplit('.', 1)[-1]} in {_secs(data.get('seconds'))} ({how}): "
+                   f"Built {str(data.get('class')).rsplit('.', 1)[-1]} in {secs(data.get('seconds'))} ({how}): "
                    + ", ".join(parts) + f"{line}.", evidence=evidence)
 
-
-def explain_group(kind: str, group: Mapping[str, Any], info: Mapping[str, Any]) -> Dict[str, Any]:
-    """One group of missing/unexpected/mismatched keys -> {status, text, related}."""
-    comp = group.get("component")
-    count = group.get("count", 0)
-    keys = [k["key"] if isinstance(k, dict) else k for k in group.get("keys") or []]
-    use_ema = info.get("use_ema")
-    status, related = Status.WARN, ""
-    if kind == "mismatched":
-        status = Status.FAIL
-        if any(k.endswith("input_blocks.0.0.weight") for k in keys):
-            first = next(k for k in group["keys"] if k["key"].endswith("input_blocks.0.0.weight"))
-            text = (f"UNet input conv is {first['checkpoint']} in the file but {first['model']} in the model: the "
-                    "config's in_channels is for another variant (4 txt2img, 9 inpainting)")
-            related = "config.in-channels"
-        elif any(".attn2.to_k." in k or ".attn2.to_v." in k or k.endswith("proj_in.weight") for k in keys):
-            text = ("cross-attention/proj_in shapes differ: the checkpoint and the config are different families "
-                    "(SD 1.x context 768 vs SD 2.x 1024)")
-            related = "config.context-dim"
-        else:
-            text = "shapes differ: the config describes another architecture than the file"
-        text += "; ldm's load_state_dict raises 'size mismatch' for these even with strict=False"
-    elif kind == "missing":
-        if comp == "ema":
-            status = Status.FAIL if use_ema else Status.WARN
-            text = ("use_ema is on but the file has no EMA weights (pruned): the LitEma buffers stay unloaded and "
-                    "model.ema_scope() would sample with them")
-            related = "config.use-ema"
-        elif comp == "unet":
-            status = Status.FAIL
-            text = "UNet weights are not in the file: it is not a full LDM checkpoint for this config (or a diffusers-format file)"
-        elif comp == "vae":
-            status = Status.FAIL
-            text = "VAE weights are not in the file: images decode with untrained weights unless a VAE is loaded separately"
-        elif comp == "text_encoder" and info.get("clip_key_style_mismatch"):
-            status = Status.INFO
-            text = ("the same text-encoder weights under this transformers' names: they keep what "
-                    "from_pretrained(version) loaded at start-up")
-            related = "config.cond-stage"
-        elif comp == "text_encoder":
-            status = Status.INFO
-            text = ("text-encoder weights are not in the file: they keep what from_pretrained(version) loaded at "
-                    "start-up")
-            related = "config.cond-stage"
-        elif comp == "other" and all(k.split(".")[-1] in SCHEDULE_BUFFERS for k in keys):
-            status = Status.INFO
-            text = "diffusion schedule buffers: recomputed from the config, harmless"
-        else:
-            text = "model tensors the file does not provide keep their initial values"
-    else:  # unexpected
-        if comp == "ema":
-            scalars_only = all(k in ("model_ema.decay", "model_ema.num_updates") for k in keys) and count <= 2
-            status = Status.INFO if scalars_only else Status.WARN
-            text = ("EMA bookkeeping scalars, ignored" if scalars_only else
-                    "EMA weights in the file are ignored because use_ema is False: the model runs the non-EMA weights")
-            related = "config.use-ema"
-        elif comp == "text_encoder" and all(k.endswith("embeddings.position_ids") for k in keys) and count == len(keys):
-            status = Status.INFO
-            text = ("position_ids is no longer a saved buffer in transformers >= 4.31: harmless with strict=False, "
-                    "fatal with strict=True (drop the key before a strict load)")
-            related = "compat.transformers-position-ids"
-        elif comp == "text_encoder" and info.get("clip_key_style_mismatch"):
-            status = Status.WARN
-            text = ("CLIP weights named for another transformers major version (with/without `text_model.`): "
-                    "ignored, so the text encoder runs the weights from version; fatal with strict=True"
-                    + (" (includes embeddings.position_ids)" if any(k.endswith("position_ids") for k in keys) else ""))
-            related = "config.cond-stage"
-        elif comp == "text_encoder":
-            status = Status.FAIL
-            text = "text-encoder weights of another layout are ignored: the config's encoder does not match the file"
-            related = "config.cond-stage"
-        elif comp == "controlnet":
-            text = "ControlNet weights: this file needs a ControlLDM (cldm) config"
-        elif comp == "unet":
-            status = Status.FAIL
-            text = "UNet tensors the model does not have: the config describes a smaller/other UNet"
-        else:
-            status = Status.INFO
-            text = "extra tensors the model does not use, ignored by strict=False"
-    return {"kind": kind, "component": comp, "name": GROUP_NAMES.get(comp, comp), "prefix": group.get("prefix"),
-            "count": count, "first_keys": keys[:SHOWN], "status": status.value, "explanation": text,
-            "related": related}
-
-
-def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
-    code, title = "model.load-keys", "Checkpoint keys vs model (strict=False)"
-    not_run = _not_run(code, title, model)
-    if not_run:
-        return not_run
-    before = _failed_before(code, title, model, ("start", "import", "instantiate"))
-    if before:
-        return before
-    err = model.get("error")
-    if "load" in (model.get("skipped") or {}):
-        return skip(code, title, "No --checkpoint was given: only the model was built.")
-    if err and err.get("stage") == "load":
-        if err.get("kind") == "weights-only-refused":
-            unsafe = err.get("unsafe_globals") or []
-            return Finding(
-                code, Status.FAIL, title,
-                "torch.load(weights_only=True) refused the checkpoint"
-                + (f": it pickles {', '.join(unsafe[:5])}" if unsafe else "") + ". The harness never unpickles "
-                "arbitrary code, so the keys were not compared.",
-                evidence={"error": err.get("message"), "unsafe_globals": unsafe},
-                cause="The file stores Python objects besides tensors (Lightning callbacks in original SD .ckpt "
-                      "files); see ckpt.weights-only-refused.",
-                fix="For a file you trust: convert it once to safetensors or a plain state dict in a throw-away "
-                    "environment (`torch.load(..., weights_only=False)['state_dict']` then "
-                    "`safetensors.torch.save_file`), and deploy that.",
-                docs=["https://pytorch.org/docs/stable/notes/serialization.html#weights-only"])
-        diag = diagnose(err)
-        return _error_finding(code, title, err, Diagnosis(
-            f"The checkpoint could not be read: {diag.summary}", diag.cause,
-            "Check the file with `python -m diagnostics inspect CKPT` (see ckpt.*).", kind=diag.kind), model)
-    data = (model.get("stages") or {}).get("load")
-    if not data:
-        return skip(code, title, "The load step did not report (see the model output).")
-    instantiate = (model.get("stages") or {}).get("instantiate") or {}
-    info = {"use_ema": instantiate.get("use_ema"), "clip_key_style_mismatch": bool(data.get("clip_key_shift"))}
-    groups = []
-    for kind in ("mismatched", "missing", "unexpected"):
-        for group in (data.get(kind) or {}).get("groups") or []:
-            groups.append(explain_group(kind, group, info))
-    counts = {k: (data.get(k) or {}).get("count", 0) for k in ("missing", "unexpected", "mismatched")}
-    analysis = _key_analysis(data, counts)
-    evidence = {"format": data.get("format"), "checkpoint_tensors": data.get("checkpoint_tensors"),
-                "model_keys": data.get("model_keys"), "loaded": data.get("loaded"), "counts": counts,
-                "groups": groups, "dtypes": data.get("dtypes"), "seconds": data.get("seconds"),
-                "read_seconds": data.get("read_seconds"), "extras": data.get("extras"),
-                "analysis": analysis.to_dict()}
-    head = (f"{data.get('loaded')} of {data.get('checkpoint_tensors')} checkpoint tensors loaded into "
-            f"{data.get('model_keys')} model keys in {_secs(data.get('seconds'))}")
-    if not groups:
-        return Finding(code, Status.OK, title, f"{head}: every key matched (0 missing, 0 unexpected, 0 size "
-                                               "mismatches).", evidence=evidence)
-    lines = []
-    for g in groups:
-        ref = f" [{g['related']}]" if g["related"] else ""
-        lines.append(f"{g['count']} {g['kind']} {g['name']} ({g['prefix'] or 'top level'}*: "
-                     f"{', '.join(g['first_keys'][:3])}{'...' if g['count'] > 3 else ''}): {g['explanation']}{ref}")
-    status = worst(Status(g["status"]) for g in groups)
-    summary = (f"{head}; {counts['missing']} missing, {counts['unexpected']} unexpected, {counts['mismatched']} size "
-               "mismatches: " + "; ".join(lines))
-    serious = [g for g in groups if g["status"] in ("fail", "warn")]
-    if not serious:
-        notes = [f"{g['related']}: {RELATED_FIX[g['related']]}" for g in groups if g["related"] in RELATED_FIX]
-        return Finding(code, status, title, summary, evidence=evidence,
-                       cause="Only differences that ldm's strict=False load tolerates.",
-                       fix="Nothing to do for ldm's own loader" + ("; " + "; ".join(sorted(set(notes))) if notes else "")
-                           + ".")
-    codes = []
-    for g in serious:
-        if g["related"] and g["related"] not in codes:
-            codes.append(g["related"])
-    fixes = [f"{c}: {RELATED_FIX[c]}" for c in codes if c in RELATED_FIX]
-    fixes += [f"{v.code}: {v.fix}" for v in analysis.verdicts() if v.fix and v.code not in codes
-              and v.code != "model.load-keys"]
-    if any(not g["related"] for g in serious):
-        fixes.append("use the checkpoint that belongs to this config (the file lacks or adds whole components)")
-    return Finding(code, status, title, summary, evidence=evidence,
-                   cause="The checkpoint and the model built from the config disagree"
-                         + (f"; explained in detail by {', '.join(codes)}." if codes else "."),
-                   fix="; ".join(fixes) + ".", blocking=status is Status.FAIL)
-
-
-def _key_analysis(data: Mapping[str, Any], counts: Mapping[str, int]):
-    """The load's key lists through the knowledge base's state-dict analyser (the one owner of what a
-    key set means)."""
-    from ..knowledge.state_dict import analyse_keys
-
-    def keys(kind: str) -> List[Any]:
-        return [k for g in (data.get(kind) or {}).get("groups") or [] for k in g.get("keys") or []]
-
-    mismatched = [(k["key"], k.get("checkpoint"), k.get("model")) for k in keys("mismatched") if isinstance(k, dict)]
-    return analyse_keys([k if isinstance(k, str) else k.get("key") for k in keys("missing")],
-                        [k if isinstance(k, str) else k.get("key") for k in keys("unexpected")], mismatched,
-                        dict(counts))
 
 
 def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
     code, title = "model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode"
-    not_run = _not_run(code, title, model)
-    if not_run:
-        return not_run
-    before = _failed_before(code, title, model, ("start", "import", "instantiate", "load"))
+    skipped_run = not_run(code, title, model)
+    if skipped_run:
+        return skipped_run
+    before = failed_before(code, title, model, ("start", "import", "instantiate", "load"))
     if before:
         return before
     skipped = model.get("skipped") or {}
@@ -560,7 +157,7 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
         return skip(code, title, (skipped.get("smoke") or skipped.get("device") or "").rstrip(".") + ".")
     err = model.get("error")
     if err and err.get("stage") in ("device", "smoke"):
-        return _error_finding(code, title, err, diagnose(err), model)
+        return error_finding(code, title, err, diagnose(err), model)
     data = (model.get("stages") or {}).get("smoke")
     device = ((model.get("stages") or {}).get("device") or {})
     if not data:
@@ -571,7 +168,7 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
         part = parts.get(name) or {}
         if part.get("error"):
             e = part["error"]
-            problems.append(f"{label} raised `{e.get('type')}: {_first_line(e.get('message') or '')}`")
+            problems.append(f"{label} raised `{e.get('type')}: {first_line(e.get('message') or '')}`")
         elif part.get("skipped"):
             done.append(f"{label} skipped ({part['skipped']})")
         elif part.get("finite") is False:
@@ -592,13 +189,13 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
             fix=("Run the VAE in fp32 (A1111 --no-half-vae) or use the fp16-fixed VAE; check the checkpoint for "
                  "non-finite tensors (ckpt.nonfinite)." if nan else
                  "Fix the config/checkpoint findings above; the error names the failing layer."))
-    secs = sum((p or {}).get("seconds") or 0 for p in parts.values())
+    total_seconds = sum((p or {}).get("seconds") or 0 for p in parts.values())
     rss = data.get("rss_peak_bytes")
     note = f" Process peak memory (RSS) {fmt_bytes(rss)}." if rss and device.get("device") == "cpu" else ""
     if device.get("zero_filled"):
         note += f" {device['zero_filled']} tensors missing from the checkpoint were zero-filled for the run."
     return Finding(code, Status.OK, title, f"Smoke forward {where}: " + ", ".join(done)
-                   + f"; all outputs finite ({_secs(secs)}).{note}", evidence=evidence)
+                   + f"; all outputs finite ({secs(total_seconds)}).{note}", evidence=evidence)
 
 
 def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
@@ -620,7 +217,7 @@ def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
                                                           "out of memory" in str(err.get("message")).lower()):
         total = device.get("total_memory")
         return Finding(code, Status.FAIL, title,
-                       f"CUDA out of memory during {err['stage']}: `{_first_line(str(err.get('message')))}`.",
+                       f"CUDA out of memory during {err['stage']}: `{first_line(str(err.get('message')))}`.",
                        evidence={"stage": err["stage"], "error": err.get("message"),
                                  "total_memory": fmt_bytes(total) if total else None,
                                  "dtype": device.get("dtype") or req.get("dtype")},
@@ -638,7 +235,7 @@ def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
     evidence = {"gpu": device.get("gpu"), "dtype": device.get("dtype"), "seconds_to_device": device.get("seconds"),
                 "allocated_after_move": device.get("memory_allocated"), "peak": peak, "total": total,
                 "image_size": smoke.get("image_size")}
-    text = (f"Moved to {device.get('gpu') or 'cuda'} ({device.get('dtype')}) in {_secs(device.get('seconds'))}: "
+    text = (f"Moved to {device.get('gpu') or 'cuda'} ({device.get('dtype')}) in {secs(device.get('seconds'))}: "
             f"{fmt_bytes(device.get('memory_allocated'))} after the move, peak {fmt_bytes(peak)}"
             + (f" during a {smoke.get('image_size')} px smoke forward" if smoke else "")
             + (f", of {fmt_bytes(total)}" if total else "") + ".")

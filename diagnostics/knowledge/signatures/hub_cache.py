@@ -88,6 +88,8 @@ SIGNATURES: List[Signature] = [
                     wrapper=True),
             Pattern(r"Cannot find the requested files in the disk cache and outgoing traffic has been disabled",
                     label="huggingface_hub, offline mode"),
+            Pattern(r"(?:^|\.)OfflineModeIsEnabled(?::|$)",
+                    label="huggingface_hub's offline-mode error class (a request refused while HF_HUB_OFFLINE is on)"),
             Pattern(r"An error happened while trying to locate the file on the Hub and we cannot find the "
                     r"requested files in the local cache", label="huggingface_hub, Hub unreachable",
                     wrapper=True),

@@ -248,7 +248,9 @@ SIGNATURES: List[Signature] = [
         fix="`pip install 'protobuf<=3.20.3'`, or set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (slow).",
         causes=(
             Cause("K24.a", "protobuf >= 4.21 is installed",
-                  (Need("protobuf >= 4.21 is installed", versions=({"protobuf": ">=4.21"},)),),
+                  (Need("protobuf >= 4.21 is installed", versions=({"protobuf": ">=4.21"},)),
+                   Need("the installed packages (protobuf among them)", ("env.packages",), confirms=(), refutes=(),
+                        required=False)),
                   "`pip install 'protobuf<=3.20.3'`."),
         ),
         links=("https://github.com/deepspeedai/DeepSpeed/pull/1988",),
