@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from diagnostics.context import Context
-from diagnostics.knowledge import redact as log_redact
+from diagnostics import redact as log_redact
 from diagnostics.knowledge import window
 from diagnostics.knowledge.explain import explain_text
 from diagnostics.redact import Redactor
