@@ -103,76 +103,117 @@ def deep_scan(path: str, tensors: List[TensorRecord], progress: Optional[Callabl
     jobs, skipped = plan(tensors)
     jobs = _within_file(path, jobs, skipped)
     total = sum(a.nbytes + (b.nbytes if b is not None else 0) for a, b in jobs)
-    chunk = max(chunk - chunk % 8, 8)
-    buf_a, buf_b = bytearray(chunk), bytearray(chunk)
-    view_a, view_b = memoryview(buf_a), memoryview(buf_b)
-    scratch = np.empty(chunk // 8 + 1, dtype=np.uint64)  # bit tests, sized for the widest view
-    nonfinite: List[Dict[str, Any]] = []
-    stats = {"pairs": 0, "identical_pairs": 0, "max_abs_diff": 0.0, "sum_abs_diff": 0.0, "elements": 0,
-             "sum_sq_diff": 0.0, "sum_sq_model": 0.0}
-    per_pair: List[Tuple[float, str]] = []
-    done = 0
-    scanned = 0
+    scan = _Scan(np, max(chunk - chunk % 8, 8), skipped, total, progress)
     with _open(path) as fa, _open(path) as fb:
         for a, b in jobs:
-            nbytes = a.nbytes
-            if a.dtype not in _NONFINITE:
-                # Integer tensors cannot hold NaN/Inf; exotic float formats are listed as not scanned.
-                if a.dtype not in _INTEGER:
-                    skipped.append(a.name)
-                done += nbytes * (2 if b is not None else 1)
-                continue
-            size = itemsize(a.dtype)
-            step = max(chunk - chunk % size, size)
-            counts = {a.name: [0, 0]}
-            if b is not None:
-                counts[b.name] = [0, 0]
-            identical = b is not None
-            pair = [0.0, 0.0, 0.0, 0.0, 0]  # sum |d|, max |d|, sum d^2, sum model^2, sampled elements
-            fa.seek(a.offset)
-            if b is not None:
-                fb.seek(b.offset)
-            pos = 0
-            index = 0
-            while pos < nbytes:
-                n = min(step, nbytes - pos)
-                if _read_exact(fa, view_a, n) != n:
-                    skipped.append(a.name)
-                    break
-                _count_nonfinite(np, buf_a, n, a.dtype, scratch, counts[a.name])
-                if b is not None:
-                    if _read_exact(fb, view_b, n) != n:
-                        skipped.append(b.name)
-                        b, identical = None, False
-                    else:
-                        _count_nonfinite(np, buf_b, n, a.dtype, scratch, counts[b.name])
-                        same = (buf_a == buf_b) if n == chunk else (view_a[:n].tobytes() == view_b[:n].tobytes())
-                        identical = identical and same
-                        if index % STATS_EVERY == 0:
-                            _diff_stats(np, buf_a, buf_b, n, a.dtype, pair)
-                index += 1
-                pos += n
-                done += n * (2 if b is not None else 1)
-                if progress is not None:
-                    progress(done, total, "deep")
-            scanned += 1 + (1 if b is not None else 0)
-            for name, (nan, inf) in counts.items():
-                if nan or inf:
-                    nonfinite.append({"name": name, "nan": nan, "inf": inf, "component": component_of(name)[0]})
-            if b is not None:
-                stats["pairs"] += 1
-                stats["identical_pairs"] += 1 if identical else 0
-                stats["sum_abs_diff"] += pair[0]
-                stats["max_abs_diff"] = max(stats["max_abs_diff"], pair[1])
-                stats["sum_sq_diff"] += pair[2]
-                stats["sum_sq_model"] += pair[3]
-                stats["elements"] += pair[4]
-                per_pair.append((pair[1], a.name))
+            scan.job(fa, fb, a, b)
     seconds = time.perf_counter() - start
-    ema: Optional[Dict[str, Any]] = None
-    if stats["pairs"]:
-        per_pair.sort(reverse=True)
-        ema = {
+    done = scan.done
+    return {
+        "ran": True,
+        "seconds": round(seconds, 3),
+        "bytes_read": done,
+        "read_rate_mb_s": round(done / seconds / 1e6, 1) if seconds > 0 else None,
+        "tensors_scanned": scan.scanned,
+        "skipped": skipped[:50],
+        "skipped_count": len(skipped),
+        "nonfinite": scan.nonfinite[:200],
+        "nonfinite_count": len(scan.nonfinite),
+        "ema": scan.ema_summary(),
+        "buffer_bytes": scan.chunk,
+    }
+
+
+class _Scan:
+    """One pass over a file's tensors: the read buffers, the NaN/Inf found, the EMA-vs-model statistics."""
+
+    def __init__(self, np, chunk: int, skipped: List[str], total: int,
+                 progress: Optional[Callable[[int, int, str], None]]) -> None:
+        self.np, self.chunk, self.skipped, self.total, self.progress = np, chunk, skipped, total, progress
+        self.buf_a, self.buf_b = bytearray(chunk), bytearray(chunk)
+        self.view_a, self.view_b = memoryview(self.buf_a), memoryview(self.buf_b)
+        self.scratch = np.empty(chunk // 8 + 1, dtype=np.uint64)  # bit tests, sized for the widest view
+        self.nonfinite: List[Dict[str, Any]] = []
+        self.stats = {"pairs": 0, "identical_pairs": 0, "max_abs_diff": 0.0, "sum_abs_diff": 0.0, "elements": 0,
+                      "sum_sq_diff": 0.0, "sum_sq_model": 0.0}
+        self.per_pair: List[Tuple[float, str]] = []
+        self.done = 0
+        self.scanned = 0
+
+    def job(self, fa, fb, a: TensorRecord, b: Optional[TensorRecord]) -> None:
+        """Scan tensor `a` (through `fa`) and, side by side, its EMA twin `b` (through `fb`)."""
+        if a.dtype not in _NONFINITE:
+            # Integer tensors cannot hold NaN/Inf; exotic float formats are listed as not scanned.
+            if a.dtype not in _INTEGER:
+                self.skipped.append(a.name)
+            self.done += a.nbytes * (2 if b is not None else 1)
+            return
+        counts = {a.name: [0, 0]}
+        if b is not None:
+            counts[b.name] = [0, 0]
+        pair = [0.0, 0.0, 0.0, 0.0, 0]  # sum |d|, max |d|, sum d^2, sum model^2, sampled elements
+        b, identical = self._read_chunks(fa, fb, a, b, counts, pair)
+        self.scanned += 1 + (1 if b is not None else 0)
+        for name, (nan, inf) in counts.items():
+            if nan or inf:
+                self.nonfinite.append({"name": name, "nan": nan, "inf": inf, "component": component_of(name)[0]})
+        if b is not None:
+            self._add_pair(a, identical, pair)
+
+    def _read_chunks(self, fa, fb, a: TensorRecord, b: Optional[TensorRecord], counts: Dict[str, List[int]],
+                     pair: List[Any]) -> Tuple[Optional[TensorRecord], bool]:
+        """Read `a` (and `b`) chunk by chunk; returns (`b`, None when it could not be read; whether they are equal)."""
+        np, chunk, buf_a, buf_b, view_a, view_b = self.np, self.chunk, self.buf_a, self.buf_b, self.view_a, self.view_b
+        nbytes = a.nbytes
+        size = itemsize(a.dtype)
+        step = max(chunk - chunk % size, size)
+        identical = b is not None
+        fa.seek(a.offset)
+        if b is not None:
+            fb.seek(b.offset)
+        pos = 0
+        index = 0
+        while pos < nbytes:
+            n = min(step, nbytes - pos)
+            if _read_exact(fa, view_a, n) != n:
+                self.skipped.append(a.name)
+                break
+            _count_nonfinite(np, buf_a, n, a.dtype, self.scratch, counts[a.name])
+            if b is not None:
+                if _read_exact(fb, view_b, n) != n:
+                    self.skipped.append(b.name)
+                    b, identical = None, False
+                else:
+                    _count_nonfinite(np, buf_b, n, a.dtype, self.scratch, counts[b.name])
+                    same = (buf_a == buf_b) if n == chunk else (view_a[:n].tobytes() == view_b[:n].tobytes())
+                    identical = identical and same
+                    if index % STATS_EVERY == 0:
+                        _diff_stats(np, buf_a, buf_b, n, a.dtype, pair)
+            index += 1
+            pos += n
+            self.done += n * (2 if b is not None else 1)
+            if self.progress is not None:
+                self.progress(self.done, self.total, "deep")
+        return b, identical
+
+    def _add_pair(self, a: TensorRecord, identical: bool, pair: List[Any]) -> None:
+        stats = self.stats
+        stats["pairs"] += 1
+        stats["identical_pairs"] += 1 if identical else 0
+        stats["sum_abs_diff"] += pair[0]
+        stats["max_abs_diff"] = max(stats["max_abs_diff"], pair[1])
+        stats["sum_sq_diff"] += pair[2]
+        stats["sum_sq_model"] += pair[3]
+        stats["elements"] += pair[4]
+        self.per_pair.append((pair[1], a.name))
+
+    def ema_summary(self) -> Optional[Dict[str, Any]]:
+        """How the EMA differs from the live UNet; None when no tensor had a twin."""
+        stats = self.stats
+        if not stats["pairs"]:
+            return None
+        self.per_pair.sort(reverse=True)
+        return {
             "pairs": stats["pairs"],
             "identical_pairs": stats["identical_pairs"],
             "identical_to_model": stats["identical_pairs"] == stats["pairs"],
@@ -180,22 +221,9 @@ def deep_scan(path: str, tensors: List[TensorRecord], progress: Optional[Callabl
             "mean_abs_diff": stats["sum_abs_diff"] / stats["elements"] if stats["elements"] else 0.0,
             "relative_l2": (stats["sum_sq_diff"] ** 0.5) / (stats["sum_sq_model"] ** 0.5)
             if stats["sum_sq_model"] else (0.0 if stats["identical_pairs"] == stats["pairs"] else None),
-            "sampled": f"every {SAMPLE}th element of every {STATS_EVERY}th {chunk // 1024} KiB chunk",
-            "most_different": [{"key": k, "max_abs_diff": v} for v, k in per_pair[:5]],
+            "sampled": f"every {SAMPLE}th element of every {STATS_EVERY}th {self.chunk // 1024} KiB chunk",
+            "most_different": [{"key": k, "max_abs_diff": v} for v, k in self.per_pair[:5]],
         }
-    return {
-        "ran": True,
-        "seconds": round(seconds, 3),
-        "bytes_read": done,
-        "read_rate_mb_s": round(done / seconds / 1e6, 1) if seconds > 0 else None,
-        "tensors_scanned": scanned,
-        "skipped": skipped[:50],
-        "skipped_count": len(skipped),
-        "nonfinite": nonfinite[:200],
-        "nonfinite_count": len(nonfinite),
-        "ema": ema,
-        "buffer_bytes": chunk,
-    }
 
 
 def _read_exact(fh, view, n: int) -> int:

@@ -2,8 +2,9 @@
 
 The fields are in the order `inspect --json` prints them. The nested values (components, EMA,
 training, pickle, container, deep scan, hashes) are the JSON-ready dicts the readers and the layout
-analysis produce; their keys are documented where they are built (`layout.py`, `torchfile.py`,
-`deep.py`, `hashing.py`). Fields only some inputs produce start `UNSET` and stay out of the JSON.
+analysis produce; their keys are documented where they are built (`layout.py`, `torch_zip.py`,
+`torch_legacy.py`, `pickle_streams.py`, `deep.py`, `hashing.py`). Fields only some inputs produce start
+`UNSET` and stay out of the JSON.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class CheckpointFacts(FactRecord):
     container: Dict[str, Any] = field(default_factory=dict)
     safe: Optional[bool] = None  # no global outside the LDM allowlist (None: not known)
     unsafe_globals: List[str] = field(default_factory=list)
-    pickle: Optional[Dict[str, Any]] = None  # pickle safety facts (torchfile.pickle_facts)
+    pickle: Optional[Dict[str, Any]] = None  # pickle safety facts (pickle_streams.pickle_facts)
     weights_only: Optional[Dict[str, Any]] = None  # torch.load(weights_only=True) prediction
     tensors_total: int = 0
     parameters_total: int = 0

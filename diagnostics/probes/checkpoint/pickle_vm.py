@@ -261,6 +261,19 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
         if n < 0 or pos + n > end:
             raise fail(f"pickle ends early (truncated): {n} bytes needed at byte {pos}, {end - pos} left")
 
+    def length_prefix(width: int, signed: bool = False) -> int:
+        """A little-endian length of 1, 4 or 8 bytes at `pos`; the position moves past it."""
+        nonlocal pos
+        need(width)
+        if width == 1:
+            n = buf[pos]
+        elif width == 4:
+            n = (_I4 if signed else _U4)(buf, pos)[0]
+        else:
+            n = _U8(buf, pos)[0]
+        pos += width
+        return n
+
     def line() -> bytes:
         nonlocal pos
         nl = buf.find(b"\n", pos, end)
@@ -424,10 +437,7 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
             name = info[0]
             # Opcodes not decoded above (BINUNICODE itself is).
             if name == "SHORT_BINUNICODE" or name == "BINUNICODE8":
-                width = 1 if name == "SHORT_BINUNICODE" else 8
-                need(width)
-                n = buf[pos] if width == 1 else _U8(buf, pos)[0]
-                pos += width
+                n = length_prefix(1 if name == "SHORT_BINUNICODE" else 8)
                 try:
                     append(take(n).decode("utf-8", "surrogatepass"))
                 except UnicodeDecodeError as exc:
@@ -446,11 +456,11 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
                 append(True)
             elif name == "SETITEMS":
                 items = pop_mark()
-                _setitems(stack, list(zip(items[0::2], items[1::2])), note, fail)
+                _extend(stack, "items", list(zip(items[0::2], items[1::2])), note, fail, "dict", "SETITEM")
             elif name == "SETITEM":
                 value = pop()
                 key = pop()
-                _setitems(stack, [(key, value)], note, fail)
+                _extend(stack, "items", [(key, value)], note, fail, "dict", "SETITEM")
             elif name == "BININT2":
                 need(2)
                 append(_U2(buf, pos)[0])
@@ -465,10 +475,10 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
                 append(Node("list", pos=at))
             elif name == "APPEND":
                 value = pop()
-                _append(stack, [value], note, fail)
+                _extend(stack, "elems", [value], note, fail, "list", "APPEND")
             elif name == "APPENDS":
                 values = pop_mark()
-                _append(stack, values, note, fail)
+                _extend(stack, "elems", values, note, fail, "list", "APPEND")
             elif name == "NONE":
                 append(None)
             elif name == "BINFLOAT":
@@ -572,27 +582,17 @@ def _replay(buf, result: PickleResult, max_ops: int) -> int:
                 append(Node("set", pos=at))
             elif name == "ADDITEMS":
                 values = pop_mark()
-                _append(stack, values, note, fail, want="set")
+                _extend(stack, "elems", values, note, fail, "set", "APPEND")
             elif name == "LONG1" or name == "LONG4":
-                width = 1 if name == "LONG1" else 4
-                need(width)
-                n = buf[pos] if width == 1 else _I4(buf, pos)[0]
-                pos += width
+                n = length_prefix(1 if name == "LONG1" else 4, signed=True)
                 if n < 0:
                     raise fail("negative LONG4 length")
                 append(int.from_bytes(take(n), "little", signed=True))
             elif name == "BINBYTES" or name == "SHORT_BINBYTES" or name == "BINBYTES8" or name == "BYTEARRAY8":
-                width = {"BINBYTES": 4, "SHORT_BINBYTES": 1}.get(name, 8)
-                need(width)
-                n = buf[pos] if width == 1 else (_U4(buf, pos)[0] if width == 4 else _U8(buf, pos)[0])
-                pos += width
-                data = take(n)
+                data = take(length_prefix({"BINBYTES": 4, "SHORT_BINBYTES": 1}.get(name, 8)))
                 append(data if name != "BYTEARRAY8" else Node("call", Global("builtins", "bytearray"), (data,), at))
             elif name == "BINSTRING" or name == "SHORT_BINSTRING":
-                width = 4 if name == "BINSTRING" else 1
-                need(width)
-                n = buf[pos] if width == 1 else _I4(buf, pos)[0]
-                pos += width
+                n = length_prefix(4 if name == "BINSTRING" else 1, signed=True)
                 if n < 0:
                     raise fail("negative BINSTRING length")
                 append(take(n).decode("latin-1"))
@@ -690,31 +690,19 @@ def _parse_int(raw: bytes, fail) -> int:
     raise fail(f"unreadable pickle data: {raw[:40]!r} is not an integer")
 
 
-def _append(stack: List[Any], values: List[Any], note, fail, want: str = "list") -> None:
+def _extend(stack: List[Any], field: str, values: List[Any], note, fail, want: str, opcode: str) -> None:
+    """APPEND(S)/ADDITEMS (`field` "elems") and SETITEM(S) (`field` "items") on the node at the top of the stack."""
     if not stack:
         raise fail("stack underflow")
     target = stack[-1]
-    if isinstance(target, Node):
-        if target.kind not in (want, "call"):
-            note("append-target", f"APPEND on a {target.kind}")
-        if type(target.elems) is tuple:
-            target.elems = list(values)
-        else:
-            target.elems.extend(values)  # type: ignore[attr-defined]
+    kind = f"{opcode.lower()}-target"
+    if not isinstance(target, Node):
+        note(kind, f"{opcode} on a {type(target).__name__}")
+        return
+    if target.kind not in (want, "call"):
+        note(kind, f"{opcode} on a {target.kind}")
+    current = getattr(target, field)
+    if type(current) is tuple:
+        setattr(target, field, list(values))
     else:
-        note("append-target", f"APPEND on a {type(target).__name__}")
-
-
-def _setitems(stack: List[Any], pairs: List[Tuple[Any, Any]], note, fail) -> None:
-    if not stack:
-        raise fail("stack underflow")
-    target = stack[-1]
-    if isinstance(target, Node):
-        if target.kind not in ("dict", "call"):
-            note("setitem-target", f"SETITEM on a {target.kind}")
-        if type(target.items) is tuple:
-            target.items = list(pairs)
-        else:
-            target.items.extend(pairs)  # type: ignore[attr-defined]
-    else:
-        note("setitem-target", f"SETITEM on a {type(target).__name__}")
+        current.extend(values)
