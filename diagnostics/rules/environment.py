@@ -95,7 +95,7 @@ def rule_resources(memory: Dict[str, Any], disk: Dict[str, Any], checkpoint_size
             f"about {fmt_bytes(checkpoint_size * RAM_FACTOR)}.",
             evidence=evidence,
             cause="ldm loads the whole state dict into RAM (torch.load) before copying it into the model.",
-            fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GB for SD 1.x).",
+            fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GiB for SD 1.x).",
         )
     return verdict(
         Status.OK,

@@ -221,7 +221,7 @@ def rule_nonfinite(facts: CheckpointFacts) -> Finding:
     if not bad:
         return verdict(code, Status.OK,
                        f"No NaN or Inf in {deep.get('tensors_scanned')} tensors ({fmt_bytes(deep.get('bytes_read'))} "
-                       f"scanned at {deep.get('read_rate_mb_s')} MB/s).", evidence=evidence)
+                       f"scanned{_rate(deep)}).", evidence=evidence)
     used = [b for b in bad if b.get("component") != "ema"]
     shown = ", ".join(f"{b['name']} ({b['nan']} NaN, {b['inf']} Inf)" for b in (used or bad)[:4])
     if not used:
@@ -235,6 +235,11 @@ def rule_nonfinite(facts: CheckpointFacts) -> Finding:
                    cause="Damaged bytes or a broken merge/fine-tune wrote non-finite weights.",
                    fix="Download the file again and compare `inspect --hash` with the publisher's sha256; if it "
                        "matches, the model itself is broken: use another checkpoint.")
+
+
+def _rate(deep) -> str:
+    seconds, done = deep.get("seconds"), deep.get("bytes_read")
+    return f" at {fmt_bytes(done / seconds)}/s" if seconds and done else ""
 
 
 def rule_dtype(facts: CheckpointFacts) -> Finding:
