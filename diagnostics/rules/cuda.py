@@ -149,7 +149,7 @@ TORCH_SEES_GPU = Precondition("torch sees a CUDA device", ("torch_cuda",),
                               "torch sees no CUDA device (see cuda.available).")
 
 CHECKS: List[Check] = [
-    Check("cuda.available", "CUDA available to torch", rule_cuda_available,
+    Check("cuda.available", "CUDA availability in torch", rule_cuda_available,
           reads=("torch_build", "gpu_driver", "torch_cuda", "environ"), requires=(TORCH_INSTALLED, CUDA_DEVICE_ASKED)),
     Check("cuda.driver", "NVIDIA driver vs torch CUDA runtime", rule_cuda_driver, reads=("torch_build", "gpu_driver"),
           requires=(GPU_PRESENT, TORCH_CUDA_BUILD)),

@@ -281,7 +281,7 @@ OUTCOMES = {
 
 
 def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.http-status", f"Hub answers for {model['ref']}"
+    code, title = "hub.http-status", f"Hub responses for {model['ref']}"
     why_not = _why_not_probed(hub)
     if why_not:  # per model, with the model in the title (a precondition would give one finding for all)
         return skip(code, title, why_not)
@@ -371,12 +371,12 @@ CHECKS: List[Check] = [
     Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _with_stakes(rule_endpoint), reads=STEP_FACTS,
           requires=(HUB_PROBED,)),
     Check("hub.proxy", "Proxy settings", _with_stakes(rule_proxy), reads=STEP_FACTS, requires=(HUB_PROBED,)),
-    Check("hub.dns", "Hub host name resolves", _with_stakes(rule_dns), reads=STEP_FACTS,
+    Check("hub.dns", "DNS lookup of the Hub host", _with_stakes(rule_dns), reads=STEP_FACTS,
           requires=(HUB_PROBED, DNS_REACHED)),
     Check("hub.connect", "TCP connection to the Hub", _with_stakes(rule_connect), reads=STEP_FACTS,
           requires=(HUB_PROBED, CONNECT_REACHED)),
     Check("hub.tls", "TLS certificate of the Hub", _with_stakes(rule_tls), reads=STEP_FACTS,
           requires=(HUB_PROBED, TLS_IN_USE, TLS_REACHED)),
-    Check("hub.http-status", "Hub answers for the needed models", check_http_status,
+    Check("hub.http-status", "Hub responses for the needed models", check_http_status,
           reads=STEP_FACTS + ("needed_models",), requires=(HUB_MODELS_NEEDED,)),
 ]

@@ -140,7 +140,7 @@ def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Ve
 def rule_model_missing(model: Dict[str, Any], resolution: Dict[str, Any], offline: OfflineState,
                        hub: HubFacts, versions: Versions, locations: Dict[str, Any],
                        config: Optional[str], cwd: str, code_root: Optional[str]) -> Finding:
-    code, title = "cache.model-missing", f"{model['ref']} resolves offline"
+    code, title = "cache.model-missing", f"Files of {model['ref']} on this machine"
     evidence: Dict[str, Any] = {
         "model": model["ref"], "kind": model["kind"], "loader": model["loader"], "via": model["via"],
         "where": resolution.get("where"), "layout": resolution.get("layout"),
