@@ -238,8 +238,8 @@ def test_tokenizer_functional_ok():
 
 def test_tokenizer_functional_catches_the_silent_two_token_tokenizer():
     facts = dict(GOOD, vocab_size=2, ids=[0, 2, 2, 2, 2], forced_offline=True)
-    f = rules.rule_tokenizer_functional(facts, clip_model(), "the fix", V5)
-    assert f.status is Status.FAIL and "vocabulary 2" in f.summary and f.fix == "the fix"
+    f = rules.rule_tokenizer_functional(facts, clip_model(), "The fix.", V5)
+    assert f.status is Status.FAIL and "vocabulary 2" in f.summary and f.fix == "The fix."
     assert "run offline because the Hub is unreachable" in f.summary
 
 

@@ -52,7 +52,7 @@ def rule_cuda_available(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any],
             "or fail with 'Torch not compiled with CUDA enabled'.",
             evidence=evidence,
             cause="A CPU wheel was installed (e.g. from the default index on a machine without CUDA at build time).",
-            fix=cmd,
+            fix=f"Install the CUDA build of torch for this driver:\n```bash\n{cmd}\n```",
         )
     if torch_cuda is None or not torch_cuda.get("imported"):
         err = (torch_cuda or {}).get("probe_error") or (torch_cuda or {}).get("import_error") or "unknown error"

@@ -65,7 +65,7 @@ def rule_location(locations: Dict[str, Any]) -> Finding:
         version = locations.get("transformers_version") or "this version"
         return verdict(Status.WARN, summary + f". Set but ignored by transformers {version}: {ignored}.",
                        evidence=evidence,
-                       cause=f"{loader_dir['rule']}. Files placed in the directory named by an ignored variable are "
+                       cause=f"{loader_dir['rule'].rstrip('.')}. Files placed in the directory named by an ignored variable are "
                              "invisible to from_pretrained.",
                        fix=_location_fix(loader_dir, locations), docs=[HUB_DOCS])
     if hub_dir.get("mismatch"):
@@ -230,17 +230,19 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
     if not scan.get("exists"):
         return verdict(Status.OK, f"The cache directory {scan.get('path')} does not exist yet: nothing "
                                                "half-downloaded.", evidence=evidence)
-    fixes = []
+    commands, by_hand = [], []
     for broken in corrupt:
         repo = next((model.get("repo_id") for model in models if model["ref"] == broken["model"]), None)
         if repo:
-            fixes.append(download_command(repo, [broken["file"]], versions, cache_dir=None, force=True))
+            commands.append(download_command(repo, [broken["file"]], versions, cache_dir=None, force=True))
         elif broken.get("path"):
-            fixes.append(f"replace {shell_quote(broken['path'])}")
+            by_hand.append(f"Replace {broken['path']} with an intact copy.")
     for partial in incomplete:
-        fixes.append(f"rm -f {shell_quote(partial['path'])}")
+        commands.append(f"rm -f {shell_quote(partial['path'])}")
     if any("broken symlink" in warning or "missing commit" in warning for warning in warnings) and download_cli(versions) == "hf download":
-        fixes.append("hf cache ls --show-warnings  # then re-download or `hf cache rm` the repos it lists")
+        commands.append("hf cache ls --show-warnings  # then re-download or `hf cache rm` the repos it lists")
+    fixes = ([_incomplete_intro(bool(corrupt), bool(incomplete)) + "\n" + fenced("\n".join(commands))]
+             if commands else []) + by_hand
     if corrupt:
         blocking = any(not can_redownload.get(broken["model"], False) for broken in corrupt)
         listing = "; ".join(f"{broken['model']}/{broken['file']}: {broken['problem']}" for broken in corrupt)
@@ -265,6 +267,13 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
                        blocking=False)
     return verdict(Status.OK, f"No interrupted download or broken entry in {scan.get('path')}.",
                    evidence=evidence)
+
+
+def _incomplete_intro(broken: bool, partial: bool) -> str:
+    what = [part for part, wanted in (("download the broken files again", broken),
+                                      ("remove the interrupted downloads", partial)) if wanted] or ["check the cache"]
+    text = " and ".join(what)
+    return text[0].upper() + text[1:] + ":"
 
 
 def rule_not_writable(writable: Dict[str, Dict[str, Any]], to_download: List[str]) -> Finding:

@@ -33,7 +33,7 @@ TITLES: Dict[str, str] = {
     "ckpt.ema-absent": "EMA weights in the checkpoint",
     "ckpt.ema-incomplete": "EMA coverage of the UNet",
     "ckpt.ema-shape-mismatch": "EMA shapes vs the UNet",
-    "ckpt.ema-untrained": "EMA weights: trained or initial",
+    "ckpt.ema-untrained": "EMA weights vs their initial values",
     "ckpt.nonfinite": "NaN / Inf weights",
     "ckpt.dtype": "Tensor dtypes and sizes",
     "ckpt.hash": "Checkpoint hashes",

@@ -22,7 +22,7 @@ def rule_config_load(config: LdmConfigFacts) -> Finding:
         if kind == "missing-reader":
             return verdict(code, Status.FAIL, f"Cannot read {path}: neither omegaconf nor PyYAML is installed.",
                            evidence=evidence, cause="ldm reads its configs with omegaconf.",
-                           fix="pip install omegaconf")
+                           fix="Install omegaconf: `pip install omegaconf`.")
         if kind == "unreadable":
             return verdict(code, Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
                            cause="The file is missing, unreadable or not UTF-8 text.",
