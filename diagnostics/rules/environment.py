@@ -38,7 +38,7 @@ def rule_packages(versions: Dict[str, Optional[str]], torch_build: Dict[str, Any
     build = ""
     if torch.get("installed"):
         build = f"; torch is a {torch['kind']} build" + (f" for CUDA {torch['cuda']}" if torch.get("cuda") else "")
-    summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "none of the LDM stack is installed"
+    summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "None of the LDM stack is installed"
     return verdict(
         Status.INFO if present else Status.WARN,
         summary + build,
