@@ -52,10 +52,10 @@ def test_offline_flag_with_an_empty_cache(tmp_path):
     missing = found["cache.model-missing"]
     assert missing.status is Status.FAIL and "offline mode is on" in missing.summary
     # the Hub answers, so the first step is the download, with offline mode lifted for it
-    first = missing.fix.splitlines()[0]
-    assert first.startswith("1. ") and "HF_HUB_OFFLINE=0 " in first
-    assert f"{download_cli()} openai/clip-vit-large-patch14 vocab.json" in first
-    assert "tokenizer.json" not in first  # the Hub said it has none
+    first = missing.fix_steps[0]
+    assert first.number == 1 and first.lang == "shell" and first.code.startswith("HF_HUB_OFFLINE=0 ")
+    assert f"{download_cli()} openai/clip-vit-large-patch14 vocab.json" in first.code
+    assert "tokenizer.json" not in first.code  # the Hub said it has none
 
 
 def test_incomplete_blob_in_the_cache(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diagnostics.clip_files import PROBE_IDS
-from diagnostics.findings import Status
+from diagnostics.findings import Status, parse_fix
 from diagnostics.probes.cache import OfflineState
 from diagnostics.probes.hub import HubFacts
 from diagnostics.probes.hub.facts import Endpoint
@@ -92,7 +92,8 @@ def test_missing_but_downloadable_is_a_non_blocking_warning():
     m = clip_model()
     f = missing_finding(m, resolution(m, missing=["config.json"]), hub=up(m))
     assert f.status is Status.WARN and not f.blocking
-    assert f.fix.startswith("1. hf download openai/clip-vit-large-patch14")
+    first = f.fix_steps[0]
+    assert first.number == 1 and first.code.startswith("hf download openai/clip-vit-large-patch14")
 
 
 def test_offline_mode_with_missing_files_fails_and_lifts_offline_for_the_download():
@@ -141,7 +142,8 @@ def test_other_endpoint_cache_names_the_endpoint_to_use():
     res = resolution(m, missing=["vocab.json"], layout="legacy")
     res["files"]["vocab.json"] = {"state": "other-endpoint", "cached_endpoint": "https://huggingface.co"}
     f = missing_finding(m, res, versions=V419)
-    assert "export HF_ENDPOINT=https://huggingface.co" in f.fix and "K01 d" in f.cause
+    assert f.fix_steps[0].code == "export HF_ENDPOINT=https://huggingface.co"
+    assert "through the endpoint https://huggingface.co" in f.cause
 
 
 @pytest.mark.parametrize("offline,incomplete,status", [
@@ -236,8 +238,8 @@ def test_tokenizer_functional_ok():
 
 def test_tokenizer_functional_catches_the_silent_two_token_tokenizer():
     facts = dict(GOOD, vocab_size=2, ids=[0, 2, 2, 2, 2], forced_offline=True)
-    f = rules.rule_tokenizer_functional(facts, clip_model(), "the fix", V5)
-    assert f.status is Status.FAIL and "vocabulary 2" in f.summary and f.fix == "the fix"
+    f = rules.rule_tokenizer_functional(facts, clip_model(), "The fix.", V5)
+    assert f.status is Status.FAIL and "vocabulary 2" in f.summary and f.fix == "The fix."
     assert "run offline because the Hub is unreachable" in f.summary
 
 
@@ -284,8 +286,10 @@ def test_a_checkpoint_with_clip_l_makes_provision_clip_the_first_fix(tmp_path):
     ctx = Context(Options(checkpoint=str(ckpt)), environ={})
     ctx.set_fact("checkpoint", {"text_encoder": {"present": True, "kind": "clip-l"}})
     hint = provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID})
-    assert hint.startswith("0. No download needed")
-    assert f"provision-clip --checkpoint {ckpt} --hf-cache" in hint
+    steps = parse_fix(hint)
+    assert steps[0].text.startswith("No download needed")
+    assert steps[0].code == f"python -m diagnostics provision-clip --checkpoint {ckpt} --hf-cache"
+    assert steps[1].text == "Otherwise:"
     assert provision_hint(ctx, {"repo_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}) == ""
     ctx.set_fact("checkpoint", {"text_encoder": {"present": False, "kind": None}})
     assert provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID}) == ""

@@ -102,7 +102,7 @@ def test_unknown_family_is_a_warning_with_the_shapes():
 
 def test_components_summary_and_missing_parts():
     ok = rules.rule_components(facts_for(sd1_tensors()))
-    assert ok.status is Status.OK and "UNet 5 tensors" in ok.summary and "clip-l" in ok.summary
+    assert ok.status is Status.OK and "UNet 5 tensors" in ok.summary and "CLIP ViT-L/14" in ok.summary
     no_vae = [t for t in sd1_tensors() if not t.name.startswith("first_stage_model.")]
     f = rules.rule_components(facts_for(no_vae))
     assert f.status is Status.FAIL and f.blocking and "first_stage_model" in f.fix

@@ -86,14 +86,16 @@ def test_seed_case_without_a_checkpoint_offers_provision_clip_before_any_downloa
 
 
 def test_a_known_checkpoint_is_named_in_the_provision_step_once():
-    rule_fix = ("0. No download needed: the checkpoint holds this text encoder. "
-                "`python -m diagnostics provision-clip --checkpoint /m/sd15.ckpt --hf-cache`, then start with "
-                "`HF_HUB_OFFLINE=1`. Otherwise:\n1. hf download x")
+    from diagnostics.rules.cache import PROVISION_TEXT
+
+    rule_fix = (f"{PROVISION_TEXT}\n```bash\npython -m diagnostics provision-clip --checkpoint /m/sd15.ckpt "
+                "--hf-cache\n```\nOtherwise:\n1. hf download x")
     findings = [fail("cache.model-missing", "vocab.json missing", rule_fix, model=CLIP)]
     facts = {"checkpoint": {"text_encoder": {"present": True, "kind": "clip-l"}}}
     steps = build_actions(findings, Options(checkpoint="/m/sd15.ckpt"), facts)[0].steps
     assert steps[0].code == "python -m diagnostics provision-clip --checkpoint /m/sd15.ckpt --hf-cache"
-    assert [s.text for s in steps[1:]] == ["hf download x"]  # the rule's own hint is not repeated
+    assert steps[0].text == PROVISION_TEXT
+    assert [s.text for s in steps[1:]] == ["Otherwise:", "hf download x"]  # the rule's own hint is not repeated
     from_config = {"ldm_config": {"data": {"model": {"params": {"ckpt_path": "/m/from-config.ckpt"}}}}}
     steps = build_actions(findings, Options(), from_config)[0].steps
     assert "--checkpoint /m/from-config.ckpt" in steps[0].code

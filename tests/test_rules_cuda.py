@@ -79,8 +79,9 @@ def test_cpu_torch_on_a_gpu_machine_fails_with_the_reinstall_command():
     f = evaluate("cuda.available", torch_build=CPU_TORCH, gpu_driver=DRIVER_470, torch_cuda=None, environ={},
                  options=Options())
     assert f.status is Status.FAIL and f.blocking
-    assert f.fix == ("pip install --force-reinstall torch==2.13.0 "
-                     "--index-url https://download.pytorch.org/whl/cu118")
+    [step] = f.fix_steps
+    assert step.lang == "shell" and step.code == ("pip install --force-reinstall torch==2.13.0 "
+                                                  "--index-url https://download.pytorch.org/whl/cu118")
 
 
 def test_cuda_visible_devices_empty_hides_the_gpu():

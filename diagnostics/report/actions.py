@@ -7,7 +7,7 @@ rows are in dependency order, so the list reads top to bottom: fixing a row can 
 below it, never one above. One action per row, with the fix of the row's lead finding.
 
 The order is data, with the reason for each row's place, so that it can be read and changed in one
-place (and tests pin it for the fresh-virtualenv case and the seed case).
+place (and tests pin it for the fresh-virtualenv case and the missing-CLIP case).
 """
 
 from __future__ import annotations
@@ -135,17 +135,18 @@ def _checkpoint_lacks_clip(facts: Dict[str, Any]) -> bool:
 
 
 def provision_steps(options, facts: Dict[str, Any], model: Optional[str]) -> List[FixStep]:
-    """The no-download step for SD 1.x's CLIP ViT-L/14, placed before any download."""
+    """The no-download step for SD 1.x's CLIP ViT-L/14, placed before any download (the same words
+    as cache.model-missing's own first step, which the action then leaves out)."""
+    from ..rules.cache.fixes import PROVISION_PLACEHOLDER, PROVISION_TEXT, provision_command
+
     if model != DEFAULT_CLIP_ID or _checkpoint_lacks_clip(facts):
         return []
     checkpoint = known_checkpoint(options, facts)
     if checkpoint:
-        return [FixStep("No download needed: the SD 1.x checkpoint holds this text encoder. Put it, with "
-                        "CLIP's tokenizer files, where FrozenCLIPEmbedder loads it offline:",
-                        f"python -m diagnostics provision-clip --checkpoint {checkpoint} --hf-cache", "shell")]
-    return [FixStep("If you have the SD 1.x checkpoint, no download is needed (it holds this text encoder):",
-                    "python -m diagnostics provision-clip --checkpoint MODEL.ckpt --hf-cache", "shell"),
-            FixStep("Otherwise:")]
+        return [FixStep(PROVISION_TEXT, provision_command(checkpoint), "shell")]
+    return [FixStep("If you have the SD 1.x checkpoint, no download is needed (it holds this text encoder). Put it, "
+                    "with CLIP's tokenizer files, where FrozenCLIPEmbedder loads it offline (then start with "
+                    "`HF_HUB_OFFLINE=1`):", provision_command(PROVISION_PLACEHOLDER), "shell")]
 
 
 def _not_serving_steps(facts: Dict[str, Any]) -> List[FixStep]:
@@ -172,10 +173,13 @@ def _lead(row: CauseRow, members: Sequence[Finding]) -> Finding:
     return min(members, key=lambda f: (0 if f.blocking else 1, 0 if f.fix else 1, _pattern_index(row, f.code)))
 
 
+OTHERWISE = FixStep("Otherwise:")
+
+
 def _without_provision_hint(steps: List[FixStep]) -> List[FixStep]:
     """The rule's own provision-clip step (and its "Otherwise:") when ours comes first."""
     out = [s for s in steps if "provision-clip" not in (s.text + (s.code or ""))]
-    if out and out[0].text.strip().lower().rstrip(":") == "otherwise" and not out[0].code:
+    if out and out[0].text.strip().lower().startswith("otherwise") and not out[0].code:
         out = out[1:]
     return out
 
@@ -194,7 +198,8 @@ def _merged_action(row: CauseRow, members: List[Finding], options, facts: Dict[s
     elif row.key == MODEL_FILES:
         extra = provision_steps(options, facts, model)
         if extra:
-            steps = extra + _without_provision_hint(steps)
+            rest = _without_provision_hint(steps)
+            steps = extra + ([OTHERWISE] + rest if rest else [])
     summary = lead.summary
     if row.key == NOT_SERVING_ENV:
         summary = "None of torch, transformers and ldm is installed in this Python."

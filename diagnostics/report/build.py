@@ -1,6 +1,6 @@
-"""The ResolutionReport: the seed document's sections, filled from check results.
+"""The ResolutionReport: the sections of a hand-written resolution report, filled from check results.
 
-The seed (a hand-written "CLIP Loading Issue Resolution Report") has Issue/Status, Original
+Such a report (e.g. a "CLIP Loading Issue Resolution Report") has Issue/Status, Original
 Problem, Root Cause Analysis, Investigation Process, Solution, Verification, Current Status,
 Remaining Issues, Recommendations and Files. Every one of them is derived here from findings and
 facts; the templates only present it.
@@ -27,8 +27,8 @@ RESOLVED, UNRESOLVED, DEGRADED = "RESOLVED", "UNRESOLVED", "DEGRADED"
 _NOT_FACTS = ("ctx", "context", "environ", "options")
 _CONTEXT_TYPES = (Context, Options)
 
-# Investigation sub-sections (the seed's "Environment Analysis", "Checkpoint Analysis", plus the
-# model check the seed ran by hand) and the finding areas each one shows.
+# Investigation sub-sections ("Environment Analysis", "Checkpoint Analysis", plus the model check
+# people otherwise run by hand) and the finding areas each one shows.
 SECTIONS: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
     ("environment", "Environment Analysis", ("env", "compat", "cuda", "hub", "cache", "tokenizer")),
     ("checkpoint", "Checkpoint Analysis", ("ckpt",)),
@@ -66,8 +66,8 @@ class Step:
 @dataclass
 class Remedy:
     """An action the harness took to fix findings (e.g. provision CLIP offline), with the re-check.
-    `before`/`after` are the same checks' findings before and after; `transcript` is like the
-    seed's "Test Script Output"."""
+    `before`/`after` are the same checks' findings before and after; `transcript` is like a
+    hand-written report's "Test Script Output"."""
 
     title: str
     steps: List[str]
@@ -274,7 +274,7 @@ def stage_seconds(stages: Dict[str, Any], name: str) -> Optional[float]:
 
 
 def _model_table(model: Dict[str, Any]) -> List[Tuple[str, str]]:
-    """The seed's hand-run model check, as facts: times, memory, parameters, keys, smoke forward."""
+    """The model check people run by hand, as facts: times, memory, parameters, keys, smoke forward."""
     stages = (model or {}).get("stages") or {}
     if not stages:
         return []

@@ -10,7 +10,8 @@ Each format escapes for itself, here and nowhere else:
 - Terminal: prose as written, code blocks indented under it.
 
 `user_text` drops internal references (knowledge-base numbers such as "(K29)") from prose meant
-for people; `explain --json` and the docs keep them.
+for people, a safety net for texts from elsewhere (the rules write none); `explain --json` and the
+docs keep them.
 """
 
 from __future__ import annotations

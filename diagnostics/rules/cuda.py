@@ -52,7 +52,7 @@ def rule_cuda_available(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any],
             "or fail with 'Torch not compiled with CUDA enabled'.",
             evidence=evidence,
             cause="A CPU wheel was installed (e.g. from the default index on a machine without CUDA at build time).",
-            fix=cmd,
+            fix=f"Install the CUDA build of torch for this driver:\n```bash\n{cmd}\n```",
         )
     if torch_cuda is None or not torch_cuda.get("imported"):
         err = (torch_cuda or {}).get("probe_error") or (torch_cuda or {}).get("import_error") or "unknown error"
@@ -149,7 +149,7 @@ TORCH_SEES_GPU = Precondition("torch sees a CUDA device", ("torch_cuda",),
                               "torch sees no CUDA device (see cuda.available).")
 
 CHECKS: List[Check] = [
-    Check("cuda.available", "CUDA available to torch", rule_cuda_available,
+    Check("cuda.available", "CUDA availability in torch", rule_cuda_available,
           reads=("torch_build", "gpu_driver", "torch_cuda", "environ"), requires=(TORCH_INSTALLED, CUDA_DEVICE_ASKED)),
     Check("cuda.driver", "NVIDIA driver vs torch CUDA runtime", rule_cuda_driver, reads=("torch_build", "gpu_driver"),
           requires=(GPU_PRESENT, TORCH_CUDA_BUILD)),

@@ -38,7 +38,7 @@ def rule_packages(versions: Dict[str, Optional[str]], torch_build: Dict[str, Any
     build = ""
     if torch.get("installed"):
         build = f"; torch is a {torch['kind']} build" + (f" for CUDA {torch['cuda']}" if torch.get("cuda") else "")
-    summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "none of the LDM stack is installed"
+    summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "None of the LDM stack is installed"
     return verdict(
         Status.INFO if present else Status.WARN,
         summary + build,
@@ -95,7 +95,7 @@ def rule_resources(memory: Dict[str, Any], disk: Dict[str, Any], checkpoint_size
             f"about {fmt_bytes(checkpoint_size * RAM_FACTOR)}.",
             evidence=evidence,
             cause="ldm loads the whole state dict into RAM (torch.load) before copying it into the model.",
-            fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GB for SD 1.x).",
+            fix="Free memory, add swap, or use a pruned fp16 checkpoint (about 2 GiB for SD 1.x).",
         )
     return verdict(
         Status.OK,

@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 from ..findings import Finding, Status, skip, verdict
 from ..probes.hub import HubFacts
 from ..registry import Check, Precondition
+from ..util import fmt_bytes
 from .cache import offline_var, shell_quote
 
-OFFLINE_HINT = "this machine cannot reach the Hub: provision the files instead (cache.model-missing gives the " \
-               "commands) and start with `{offline}`"
+OFFLINE_HINT = "This machine cannot reach the Hub: provision the files instead (cache.model-missing gives the " \
+               "commands) and start with `{offline}`."
+CACHED_HINT = "Start with `{offline}`: every needed file is cached, so the Hub is not needed."
 
 
 def _severity(need: bool, timeout: bool = False) -> Status:
@@ -76,7 +78,7 @@ def rule_endpoint(hub: HubFacts, need: bool, offline: str) -> Finding:
                        f"Downloads go to {endpoint.display} (set by {endpoint.source}), not huggingface.co; {token_text}.",
                        evidence=evidence,
                        cause="A mirror must hold every needed repo; transformers < 4.22 caches per endpoint, so files "
-                             "fetched through another endpoint are not found (K01 d).",
+                             "fetched through another endpoint are not found.",
                        fix="If the mirror is not intended: `unset HF_ENDPOINT`.")
     return verdict(Status.OK, f"{endpoint.display} (default); {token_text}.", evidence=evidence)
 
@@ -96,7 +98,7 @@ def rule_proxy(hub: HubFacts, need: bool, offline: str) -> Finding:
                        "direct connection.", evidence=evidence)
     fix = (f"If this machine reaches the Hub directly: `unset {proxy.variable}`; otherwise correct the address "
            f"(`export {proxy.variable}=http://proxy.example:3128`), or exempt the Hub: "
-           f"`export NO_PROXY={host}`. ")
+           f"`export NO_PROXY={host}`.")
     if proxy.error:
         return verdict(_severity(need),
                        f"{proxy.variable}={proxy.display} is not a usable proxy URL: {proxy.error}.",
@@ -112,9 +114,10 @@ def rule_proxy(hub: HubFacts, need: bool, offline: str) -> Finding:
                        f"The proxy {proxy.display} from {proxy.variable} {what}: {facts.get('error')}.",
                        evidence=evidence,
                        cause="Every Hub request goes through this proxy; older transformers (4.19) raise "
-                             "requests.exceptions.ProxyError straight out of from_pretrained (K01 k). "
+                             "requests.exceptions.ProxyError straight out of from_pretrained. "
                              + _consequence(need, offline),
-                       fix=fix + (f"Or: {OFFLINE_HINT.format(offline=offline)}." if need else ""))
+                       fix=fix + ("\nOr, if no proxy reaches the Hub: " + OFFLINE_HINT.split(": ", 1)[1].format(
+                           offline=offline) if need else ""))
     return verdict(Status.OK, f"Requests to {host} go through {proxy.display} ({proxy.variable}), "
                                            "which answers.", evidence=evidence)
 
@@ -147,14 +150,14 @@ def rule_dns(hub: HubFacts, need: bool, offline: str) -> Finding:
         return verdict(Status.OK, f"{host} -> {', '.join(dns['addresses'])}{literal}.", evidence=evidence)
     timeout = dns["status"] == "timeout"
     return verdict(_severity(need, timeout),
-                   f"{host} does not resolve ({dns.get('error')}): this machine has no working route to the Hub.",
+                   f"{host} does not resolve: this machine has no working route to the Hub.",
                    evidence=evidence,
                    cause=("No DNS answer: an air-gapped or firewalled host, a missing resolver, or a typo in "
-                          "HF_ENDPOINT. huggingface_hub then retries each file for minutes before it gives up "
-                          "(K29). ") + _consequence(need, offline),
-                   fix=(OFFLINE_HINT.format(offline=offline) + "; or fix name resolution (resolver in "
-                        "/etc/resolv.conf), or use a reachable mirror: `export HF_ENDPOINT=https://<mirror>`")
-                   if need else f"`export {offline}`")
+                          "HF_ENDPOINT. huggingface_hub then retries each file for minutes before it gives up. "
+                          ) + _consequence(need, offline),
+                   fix=(OFFLINE_HINT.format(offline=offline) + "\nOr fix name resolution (the resolver in "
+                        "/etc/resolv.conf), or use a reachable mirror:\n```bash\nexport HF_ENDPOINT=https://<mirror>\n```")
+                   if need else CACHED_HINT.format(offline=offline))
 
 
 def rule_connect(hub: HubFacts, need: bool, offline: str) -> Finding:
@@ -178,8 +181,9 @@ def rule_connect(hub: HubFacts, need: bool, offline: str) -> Finding:
                    evidence=evidence,
                    cause="A direct connection is needed unless a proxy variable (HTTPS_PROXY) says otherwise. "
                          + _consequence(need, offline),
-                   fix=(OFFLINE_HINT.format(offline=offline) + "; or, if this network needs a proxy, "
-                        "`export HTTPS_PROXY=http://<proxy>:<port>`") if need else f"`export {offline}`")
+                   fix=(OFFLINE_HINT.format(offline=offline) + "\nOr, if this network needs a proxy:\n"
+                        "```bash\nexport HTTPS_PROXY=http://<proxy>:<port>\n```") if need
+                   else CACHED_HINT.format(offline=offline))
 
 
 def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
@@ -220,7 +224,7 @@ def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
                        f"(checked with {ca.get('client')}'s CA certificates: {ca_text}).",
                        evidence=evidence,
                        cause="A TLS-intercepting proxy or a self-signed mirror presents a certificate the client's CA "
-                             "bundle does not contain (K28); huggingface_hub treats it like a network error, "
+                             "bundle does not contain; huggingface_hub treats it like a network error, "
                              "transformers 4.19 raises SSLError. " + _consequence(need, offline),
                        fix=fix)
     return verdict(_severity(need, tls["status"] == "timeout"),
@@ -228,7 +232,7 @@ def rule_tls(hub: HubFacts, need: bool, offline: str) -> Finding:
                    evidence=evidence,
                    cause="The connection opens but TLS does not complete: deep packet inspection, a port that is "
                          "not TLS, or an old OpenSSL. " + _consequence(need, offline),
-                   fix=OFFLINE_HINT.format(offline=offline) if need else f"`export {offline}`")
+                   fix=OFFLINE_HINT.format(offline=offline) if need else CACHED_HINT.format(offline=offline))
 
 
 ANSWER_EVIDENCE_KEYS = ("file", "required", "status_code", "outcome", "x_error_code", "x_error_message", "commit",
@@ -236,12 +240,12 @@ ANSWER_EVIDENCE_KEYS = ("file", "required", "status_code", "outcome", "x_error_c
 OUTCOMES = {
     "gated": ("is gated: the Hub wants an accepted licence and a token",
               "The repository requires accepting its terms on the model page; requests without a token with access "
-              "get 401/403 with X-Error-Code GatedRepo (K27).",
+              "get 401/403 with X-Error-Code GatedRepo.",
               "Accept the terms at {endpoint}/{repo} with your account, then `hf auth login` (or "
               "`export HF_TOKEN=<read token>`)"),
     "bad-token": ("is refused with 401 although a token is sent: the token is invalid or expired",
                   "huggingface_hub sends the token from {token} with every request; a revoked or mistyped token makes "
-                  "even public repositories fail (K26).",
+                  "even public repositories fail.",
                   "`unset {token_var}` or `hf auth logout` (public repos need no token), or create a new token; "
                   "`export HF_HUB_DISABLE_IMPLICIT_TOKEN=1` stops sending it"),
     "repo-not-found": ("does not exist or is private (Repository not found)",
@@ -258,7 +262,7 @@ OUTCOMES = {
     "rate-limited": ("answers 429 Too Many Requests", "The Hub rate-limits anonymous or heavy traffic.",
                      "Wait, log in (`hf auth login`), or provision the files once and start with `{offline}`"),
     "server-error": ("answers {status} (a server error)", "The Hub or the mirror has a problem; huggingface_hub "
-                     "retries 5xx with back-off for minutes (K29).",
+                     "retries 5xx with back-off for minutes.",
                      "Retry later, or start from a complete cache with `{offline}`"),
     "not-hub": ("answers without X-Repo-Commit: something that is not the Hub answered",
                 "A captive portal, a proxy error page or an HF_ENDPOINT that is not Hub-compatible; huggingface_hub "
@@ -277,7 +281,7 @@ OUTCOMES = {
 
 
 def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: str) -> Finding:
-    code, title = "hub.http-status", f"Hub answers for {model['ref']}"
+    code, title = "hub.http-status", f"Hub responses for {model['ref']}"
     why_not = _why_not_probed(hub)
     if why_not:  # per model, with the model in the title (a precondition would give one finding for all)
         return skip(code, title, why_not)
@@ -335,7 +339,7 @@ def rule_http_status(hub: HubFacts, model: Dict[str, Any], need: bool, offline: 
     return Finding(code, Status.OK, title,
                    f"{model['ref']} at {endpoint.display}: every needed file answers (commit "
                    f"{(commit or '?')[:12]}, {len(answered)} files, "
-                   f"{sizes / 1e6:.1f} MB).", evidence=evidence)
+                   f"{fmt_bytes(sizes)}).", evidence=evidence)
 
 
 # -- declarations --------------------------------------------------------------------------------
@@ -367,12 +371,12 @@ CHECKS: List[Check] = [
     Check("hub.endpoint", "Hub endpoint (HF_ENDPOINT)", _with_stakes(rule_endpoint), reads=STEP_FACTS,
           requires=(HUB_PROBED,)),
     Check("hub.proxy", "Proxy settings", _with_stakes(rule_proxy), reads=STEP_FACTS, requires=(HUB_PROBED,)),
-    Check("hub.dns", "Hub host name resolves", _with_stakes(rule_dns), reads=STEP_FACTS,
+    Check("hub.dns", "DNS lookup of the Hub host", _with_stakes(rule_dns), reads=STEP_FACTS,
           requires=(HUB_PROBED, DNS_REACHED)),
     Check("hub.connect", "TCP connection to the Hub", _with_stakes(rule_connect), reads=STEP_FACTS,
           requires=(HUB_PROBED, CONNECT_REACHED)),
     Check("hub.tls", "TLS certificate of the Hub", _with_stakes(rule_tls), reads=STEP_FACTS,
           requires=(HUB_PROBED, TLS_IN_USE, TLS_REACHED)),
-    Check("hub.http-status", "Hub answers for the needed models", check_http_status,
+    Check("hub.http-status", "Hub responses for the needed models", check_http_status,
           reads=STEP_FACTS + ("needed_models",), requires=(HUB_MODELS_NEEDED,)),
 ]

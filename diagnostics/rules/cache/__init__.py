@@ -16,14 +16,16 @@ from ...probes.hub import HubFacts, probe_hub
 from ...probes.needed_models import probe_needed_models
 from ...probes.tokenizer import run_tokenizer_check
 from ...registry import Check, Precondition
-from .fixes import (Versions, download_cli, download_command, download_size, files_to_fetch, local_dir_for,
-                    model_fix, network_ok_for, offline_var, shell_quote, why_unreachable, yaml_change)
+from .fixes import (PROVISION_PLACEHOLDER, PROVISION_TEXT, Versions, download_cli, download_command, download_size,
+                    fenced, files_to_fetch, local_dir_for, model_fix, network_ok_for, offline_var, provision_command,
+                    shell_quote, why_unreachable, yaml_change, yaml_lines)
 from .verdicts import (DISK_MARGIN, HUB_DOCS, OFFLINE_DOCS, rule_disk_space, rule_incomplete, rule_location,
                        rule_model_missing, rule_needed_models, rule_not_writable, rule_offline_flag, rule_shadowing,
                        rule_tokenizer_functional)
 
 __all__ = [
-    "CHECKS", "DISK_MARGIN", "HUB_DOCS", "OFFLINE_DOCS", "Versions", "download_cli", "download_command",
+    "CHECKS", "DISK_MARGIN", "HUB_DOCS", "OFFLINE_DOCS", "PROVISION_PLACEHOLDER", "PROVISION_TEXT", "Versions",
+    "download_cli", "download_command", "fenced", "provision_command", "yaml_lines",
     "download_size", "files_to_fetch", "local_dir_for", "model_fix", "model_fixes", "network_ok_for", "offline_var",
     "provision_hint", "rule_disk_space", "rule_incomplete", "rule_location", "rule_model_missing",
     "rule_needed_models", "rule_not_writable", "rule_offline_flag", "rule_shadowing", "rule_tokenizer_functional",
@@ -71,9 +73,7 @@ def provision_hint(ctx, model: Dict[str, Any]) -> str:
     text_encoder = (ctx.fact("checkpoint", probe_checkpoint) or {}).get("text_encoder") or {}
     if not text_encoder.get("present") or "clip-l" not in str(text_encoder.get("kind") or ""):
         return ""
-    return (f"0. No download needed: the checkpoint holds this text encoder. "
-            f"`python -m diagnostics provision-clip --checkpoint {checkpoint} --hf-cache`, then start with "
-            f"`HF_HUB_OFFLINE=1`. Otherwise:")
+    return f"{PROVISION_TEXT}\n{fenced(provision_command(str(checkpoint)))}\nOtherwise:"
 
 
 def _with_hint(ctx, model: Dict[str, Any], finding: Finding) -> Finding:
@@ -188,11 +188,11 @@ CHECKS: List[Check] = [
           reads=("needed_models",)),
     Check("cache.location", "Hugging Face cache location", check_location, reads=("cache",)),
     Check("cache.offline-flag", "Offline mode", check_offline_flag, reads=("ctx",)),
-    Check("cache.model-missing", "Needed models resolve offline", check_model_missing, reads=("ctx",),
+    Check("cache.model-missing", "Needed model files on this machine", check_model_missing, reads=("ctx",),
           requires=(MODELS_NEEDED,)),
     Check("cache.incomplete", "Interrupted downloads and broken cache entries", check_incomplete, reads=("ctx",)),
-    Check("cache.not-writable", "Cache directory is writable", check_not_writable, reads=("cache", "hub_downloads")),
+    Check("cache.not-writable", "Write access to the cache directory", check_not_writable, reads=("cache", "hub_downloads")),
     Check("cache.disk-space", "Free disk space for downloads", check_disk_space, reads=("ctx",)),
     Check("cache.shadowing-dir", "Directory named like a model id", check_shadowing, reads=("cache", "versions")),
-    Check("tokenizer.functional", "CLIP tokenizer loads and encodes correctly", check_tokenizer, reads=("ctx",)),
+    Check("tokenizer.functional", "CLIP tokenizer: loading and encoding", check_tokenizer, reads=("ctx",)),
 ]

@@ -3,7 +3,7 @@
 Shared by the cache rules, the hub rules and `provision-clip`: the `hf download` line with only the
 files the text encoder needs (for the installed huggingface_hub's CLI, or a throw-away venv when it
 has none), the offline variable this transformers honours, and the yaml change to a local
-`version:` directory (the seed's fix).
+`version:` directory.
 """
 
 from __future__ import annotations
@@ -88,15 +88,32 @@ def download_command(repo_id: str, files: List[str], versions: Versions, cache_d
             f"&& {prefix}/tmp/hf-download/bin/hf download {tail}")
 
 
-def yaml_change(model: Dict[str, Any], config: Optional[str], local_dir: str) -> str:
-    key = model.get("config_key") or "model.params.cond_stage_config.params.version"
-    where = config or "your inference yaml (e.g. configs/stable-diffusion/v1-inference.yaml)"
-    parts = key.split(".")
+def _yaml_key(model: Dict[str, Any]) -> str:
+    return model.get("config_key") or "model.params.cond_stage_config.params.version"
+
+
+def _yaml_where(config: Optional[str]) -> str:
+    return config or "your inference yaml (e.g. configs/stable-diffusion/v1-inference.yaml)"
+
+
+def yaml_lines(model: Dict[str, Any], local_dir: str) -> str:
+    """The nested YAML that sets the model's config key to `local_dir`."""
+    parts = _yaml_key(model).split(".")
     lines = []
     for depth, part in enumerate(parts[:-1]):
         lines.append("  " * depth + part + ":")
     lines.append("  " * (len(parts) - 1) + f"{parts[-1]}: {local_dir}")
-    return f"in {where} set `{key}: {local_dir}`:\n" + "\n".join(lines)
+    return "\n".join(lines)
+
+
+def yaml_change(model: Dict[str, Any], config: Optional[str], local_dir: str) -> str:
+    """One line saying which key to set (for places that show one line), then the YAML block."""
+    key = _yaml_key(model)
+    return f"in {_yaml_where(config)} set `{key}: {local_dir}`:\n" + yaml_lines(model, local_dir)
+
+
+def fenced(code: str, lang: str = "bash") -> str:
+    return f"```{lang}\n{code}\n```"
 
 
 def model_fix(model: Dict[str, Any], resolution: Dict[str, Any], versions: Versions, hub_files: List[FileAnswer],
@@ -109,19 +126,27 @@ def model_fix(model: Dict[str, Any], resolution: Dict[str, Any], versions: Versi
         target = model["path"]
         repo = model.get("repo_id") or _default_repo_for(model)
         if repo:
-            return f"fill the directory: {download_command(repo, files, versions, local_dir=target)}"
-        return f"put the missing files into {target}"
+            return f"Fill the directory:\n{fenced(download_command(repo, files, versions, local_dir=target))}"
+        return f"Put the missing files into {target}."
     fetch_here = _fetch_into_cache(model, resolution, versions, files, locations, offline_on)
-    local_steps = _fetch_elsewhere(model, versions, files, config, local_dir_for(model, cwd, code_root))
+    elsewhere = _fetch_elsewhere(model, versions, files, config, local_dir_for(model, cwd, code_root))
     offline = offline_var(versions)
+    here = (f"Download the missing files into the cache the loader reads:\n{fenced(fetch_here)}"
+            if fetch_here else "")
     if fetch_here and network_ok:
-        steps = [f"1. {fetch_here}", f"2. then start with `{offline}` so nothing waits for the Hub again",
-                 f"Air-gapped alternative: {local_steps}"]
+        first, *rest = elsewhere
+        steps = [f"1. {here}", f"2. Start with `{offline}`, so that nothing waits for the Hub again.",
+                 f"Air-gapped alternative: {first[0].lower()}{first[1:]}"] + rest
     elif fetch_here:
-        steps = [f"1. {local_steps}", f"2. start with `{offline}`", f"Or, once this machine reaches the Hub: {fetch_here}"]
+        steps = _numbered(elsewhere) + [f"{len(elsewhere) + 1}. Start with `{offline}`.",
+                                        f"Or, once this machine reaches the Hub: {here[0].lower()}{here[1:]}"]
     else:
-        steps = [f"1. {local_steps}", f"2. start with `{offline}`"]
+        steps = _numbered(elsewhere) + [f"{len(elsewhere) + 1}. Start with `{offline}`."]
     return "\n".join(steps)
+
+
+def _numbered(steps: List[str]) -> List[str]:
+    return [f"{number}. {step}" for number, step in enumerate(steps, 1)]
 
 
 def _fetch_into_cache(model: Dict[str, Any], resolution: Dict[str, Any], versions: Versions, files: List[str],
@@ -144,19 +169,35 @@ def _fetch_into_cache(model: Dict[str, Any], resolution: Dict[str, Any], version
 
 
 def _fetch_elsewhere(model: Dict[str, Any], versions: Versions, files: List[str], config: Optional[str],
-                     local_dir: str) -> str:
-    """Download into a directory on any machine with network, then point the loader at it."""
+                     local_dir: str) -> List[str]:
+    """Steps: download into a folder on any machine with network, copy it here, point the loader at it."""
     repo = model["repo_id"]
     if model.get("cache_user") == "huggingface_hub" and model.get("openclip"):
         weights = files[0] if files else "open_clip_pytorch_model.bin"
-        return (f"{download_command(repo, [weights], versions, local_dir=local_dir)}, then set "
+        return [f"On any machine with network, download the weights into a folder:\n"
+                f"{fenced(download_command(repo, [weights], versions, local_dir=local_dir))}",
+                f"Copy the folder to {local_dir} on this machine, then set "
                 f"`{model.get('config_key')}: {os.path.join(local_dir, weights)}` in "
-                f"{config or 'the yaml'} (open_clip accepts a file path as `pretrained`)")
-    fetch = (f"{download_command(repo, files, versions, local_dir=local_dir)} (on any machine with network; "
-             "copy the folder here)")
+                f"{config or 'the yaml'} (open_clip accepts a file path as `pretrained`)."]
+    fetch = ("On any machine with network, download the files into a folder:\n"
+             f"{fenced(download_command(repo, files, versions, local_dir=local_dir))}")
     if model.get("loader") == "--model-id":
-        return f"{fetch}, then load `{local_dir}` instead of `{repo}` in your code"
-    return f"{fetch}, then {yaml_change(model, config, local_dir)}"
+        return [fetch, f"Copy the folder to {local_dir} on this machine, then load `{local_dir}` instead of "
+                       f"`{repo}` in your code."]
+    return [fetch, f"Copy the folder to {local_dir} on this machine, then in {_yaml_where(config)} set "
+                   f"`{_yaml_key(model)}`:\n{fenced(yaml_lines(model, local_dir), 'yaml')}"]
+
+
+# The no-download step for SD 1.x's CLIP ViT-L/14 when the checkpoint holds it: written once, used by
+# cache.model-missing's fix and by the report's action list.
+PROVISION_TEXT = ("No download needed: the SD 1.x checkpoint holds this text encoder. Put it, with CLIP's tokenizer "
+                  "files, where FrozenCLIPEmbedder loads it offline (then start with `HF_HUB_OFFLINE=1`):")
+PROVISION_PLACEHOLDER = "MODEL.ckpt"
+
+
+def provision_command(checkpoint: str) -> str:
+    quoted = checkpoint if checkpoint == PROVISION_PLACEHOLDER else shell_quote(checkpoint)
+    return f"python -m diagnostics provision-clip --checkpoint {quoted} --hf-cache"
 
 
 def _default_repo_for(model: Dict[str, Any]) -> Optional[str]:

@@ -16,7 +16,7 @@ from ...findings import Finding, Status, verdict
 from ...probes.cache.facts import OfflineState
 from ...probes.hub.facts import HubFacts
 from ...util import fmt_bytes, version_at_least
-from .fixes import (Versions, download_cli, download_command, download_size, files_to_fetch, model_fix,
+from .fixes import (Versions, download_cli, download_command, download_size, fenced, files_to_fetch, model_fix,
                     network_ok_for, offline_var, shell_quote, why_unreachable)
 
 HUB_DOCS = "https://huggingface.co/docs/huggingface_hub/guides/manage-cache"
@@ -65,8 +65,8 @@ def rule_location(locations: Dict[str, Any]) -> Finding:
         version = locations.get("transformers_version") or "this version"
         return verdict(Status.WARN, summary + f". Set but ignored by transformers {version}: {ignored}.",
                        evidence=evidence,
-                       cause=f"{loader_dir['rule']}. Files placed in the directory named by an ignored variable are "
-                             "invisible to from_pretrained (knowledge base K01 g).",
+                       cause=f"{loader_dir['rule'].rstrip('.')}. Files placed in the directory named by an ignored variable are "
+                             "invisible to from_pretrained.",
                        fix=_location_fix(loader_dir, locations), docs=[HUB_DOCS])
     if hub_dir.get("mismatch"):
         return verdict(Status.WARN, summary + f" (huggingface_hub computes {hub_dir['path']}, the rules here gave {hub_dir['mismatch']}).",
@@ -112,8 +112,7 @@ def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Ve
                        docs=[OFFLINE_DOCS])
     if offline.notes and not offline.effective:
         return verdict(Status.WARN, "Offline variables are set but not honoured: " + "; ".join(offline.notes) + ".",
-                       evidence=evidence, cause="Each transformers/huggingface_hub version reads its own variables "
-                                                "(knowledge base 1.5).",
+                       evidence=evidence, cause="Each transformers/huggingface_hub version reads its own variables.",
                        fix=f"`export {var}`" + (" and `unset HF_HUB_OFFLINE`" if offline.hf_hub_offline and
                                                   var != "HF_HUB_OFFLINE=1" else "")
                        + ("; `unset HF_HUB_OFFLINE` (a value like 0 hides TRANSFORMERS_OFFLINE)"
@@ -141,7 +140,7 @@ def rule_offline_flag(offline: OfflineState, incomplete: List[str], versions: Ve
 def rule_model_missing(model: Dict[str, Any], resolution: Dict[str, Any], offline: OfflineState,
                        hub: HubFacts, versions: Versions, locations: Dict[str, Any],
                        config: Optional[str], cwd: str, code_root: Optional[str]) -> Finding:
-    code, title = "cache.model-missing", f"{model['ref']} resolves offline"
+    code, title = "cache.model-missing", f"Files of {model['ref']} on this machine"
     evidence: Dict[str, Any] = {
         "model": model["ref"], "kind": model["kind"], "loader": model["loader"], "via": model["via"],
         "where": resolution.get("where"), "layout": resolution.get("layout"),
@@ -197,12 +196,14 @@ def rule_model_missing(model: Dict[str, Any], resolution: Dict[str, Any], offlin
                        cause="Nothing is wrong yet, but the start-up depends on the Hub being reachable then.",
                        fix=fix, docs=[HUB_DOCS])
     why = why_unreachable(hub)
-    cause = f"The file is not cached and cannot be downloaded: {why}."
+    cause = "A file the loader reads is missing from the cache, and the download that would fetch it fails."
     if other:
         cause += (f" It is cached, but through the endpoint {other[0]['cached_endpoint']}: transformers "
                   f"{versions.get('transformers')} keys its flat cache on the full URL, so a different HF_ENDPOINT "
-                  "cannot see it (knowledge base K01 d).")
-        fix = f"`export HF_ENDPOINT={shell_quote(other[0]['cached_endpoint'])}`\n" + fix
+                  "cannot see it.")
+        fix = ("Use the endpoint the files were cached through:\n"
+               f"{fenced('export HF_ENDPOINT=' + shell_quote(other[0]['cached_endpoint']))}\nOr fetch them again:\n"
+               + fix)
     return Finding(code, Status.FAIL, title,
                    f"{missing} of {model['ref']} {are} not in {resolution['where']} and the Hub cannot be reached "
                    f"({why}): {model['loader']} will fail to load.",
@@ -229,24 +230,26 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
     if not scan.get("exists"):
         return verdict(Status.OK, f"The cache directory {scan.get('path')} does not exist yet: nothing "
                                                "half-downloaded.", evidence=evidence)
-    fixes = []
+    commands, by_hand = [], []
     for broken in corrupt:
         repo = next((model.get("repo_id") for model in models if model["ref"] == broken["model"]), None)
         if repo:
-            fixes.append(download_command(repo, [broken["file"]], versions, cache_dir=None, force=True))
+            commands.append(download_command(repo, [broken["file"]], versions, cache_dir=None, force=True))
         elif broken.get("path"):
-            fixes.append(f"replace {shell_quote(broken['path'])}")
+            by_hand.append(f"Replace {broken['path']} with an intact copy.")
     for partial in incomplete:
-        fixes.append(f"rm -f {shell_quote(partial['path'])}")
+        commands.append(f"rm -f {shell_quote(partial['path'])}")
     if any("broken symlink" in warning or "missing commit" in warning for warning in warnings) and download_cli(versions) == "hf download":
-        fixes.append("hf cache ls --show-warnings  # then re-download or `hf cache rm` the repos it lists")
+        commands.append("hf cache ls --show-warnings  # then re-download or `hf cache rm` the repos it lists")
+    fixes = ([_incomplete_intro(bool(corrupt), bool(incomplete)) + "\n" + fenced("\n".join(commands))]
+             if commands else []) + by_hand
     if corrupt:
         blocking = any(not can_redownload.get(broken["model"], False) for broken in corrupt)
         listing = "; ".join(f"{broken['model']}/{broken['file']}: {broken['problem']}" for broken in corrupt)
         return verdict(Status.FAIL if blocking else Status.WARN, f"Cached files the loader will read are broken: {listing}.",
                        evidence=evidence, blocking=blocking,
                        cause="An interrupted or proxied download left a truncated/HTML file, or a blob was deleted "
-                             "under its snapshot link (knowledge base K01 j); huggingface_hub checks structure, not "
+                             "under its snapshot link; huggingface_hub checks structure, not "
                              "content.",
                        fix="\n".join(fixes), docs=[HUB_DOCS])
     if relevant_incomplete or relevant_warnings:
@@ -266,6 +269,13 @@ def rule_incomplete(scan: Dict[str, Any], models: List[Dict[str, Any]], resoluti
                    evidence=evidence)
 
 
+def _incomplete_intro(broken: bool, partial: bool) -> str:
+    what = [part for part, wanted in (("download the broken files again", broken),
+                                      ("remove the interrupted downloads", partial)) if wanted] or ["check the cache"]
+    text = " and ".join(what)
+    return text[0].upper() + text[1:] + ":"
+
+
 def rule_not_writable(writable: Dict[str, Dict[str, Any]], to_download: List[str]) -> Finding:
     evidence = {"paths": writable, "to_download": to_download}
     bad = {path: facts for path, facts in writable.items() if not facts["writable"]}
@@ -281,7 +291,7 @@ def rule_not_writable(writable: Dict[str, Dict[str, Any]], to_download: List[str
     return verdict(Status.FAIL, f"{path} is not writable ({why}) and {', '.join(to_download)} must still be downloaded into it.",
                    evidence=evidence,
                    cause="The download needs to create lock files and blobs in the cache; on a read-only cache it "
-                         "fails with `OSError: [Errno 30] Read-only file system: '...lock'` (knowledge base K01 i).",
+                         "fails with `OSError: [Errno 30] Read-only file system: '...lock'`.",
                    fix=f"Use a writable cache: `export HF_HOME=$HOME/.cache/huggingface` (then download there), or "
                        f"make it writable: `sudo chown -R $(id -u):$(id -g) {shell_quote(facts['checked'])}`; "
                        "or download on a machine with write access and mount the cache read-only with "
@@ -333,7 +343,7 @@ def rule_shadowing(shadows: List[Dict[str, Any]], versions: Versions) -> Finding
                            f"{effect}.",
                            evidence=evidence,
                            cause="from_pretrained checks `os.path.isdir(id)` relative to the working directory "
-                                 "before it looks at the cache (knowledge base K01 c).",
+                                 "before it looks at the cache.",
                            fix=f"`mv {shell_quote(shadow['path'])} {shell_quote(shadow['path'] + '.bak')}` (or remove it), or make it complete: "
                                + download_command(shadow["model"], shadow["missing"], versions, local_dir=shadow["path"]))
     for shadow in shadows:
@@ -365,7 +375,7 @@ def rule_tokenizer_functional(facts: Optional[Dict[str, Any]], model: Optional[D
     if facts.get("timed_out"):
         return verdict(Status.FAIL, f"CLIPTokenizer.from_pretrained({ref!r}) did not finish within {facts['timeout']:g} s{how}.",
                        evidence=evidence,
-                       cause="huggingface_hub retries an unreachable Hub with back-off for minutes (knowledge base K29).",
+                       cause="huggingface_hub retries an unreachable Hub with back-off for minutes.",
                        fix=fix)
     if not facts.get("ran"):
         return verdict(Status.ERROR, f"The tokenizer check could not run: {facts.get('error')}.",
@@ -383,7 +393,7 @@ def rule_tokenizer_functional(facts: Optional[Dict[str, Any]], model: Optional[D
                        f"{facts.get('ids')} (expected {PROBE_IDS}){how}: prompts would be ignored.",
                        evidence=evidence,
                        cause="transformers 5 builds a placeholder 2-token tokenizer instead of raising when vocab.json "
-                             "and merges.txt do not resolve (knowledge base finding 4); or the files are not CLIP's.",
+                             "and merges.txt do not resolve; or the files are not CLIP's.",
                        fix=fix)
     return verdict(Status.OK, f"{facts.get('class')} from {ref!r}: vocabulary {facts['vocab_size']}, {PROBE_TEXT!r} -> "
                    f"{facts['ids']}{how}.", evidence=evidence)

@@ -30,10 +30,10 @@ TITLES: Dict[str, str] = {
     "ckpt.family": "Model family and variant",
     "ckpt.clip-missing": "CLIP text encoder in the checkpoint",
     "ckpt.clip-position-ids": "CLIP position_ids",
-    "ckpt.ema-absent": "EMA weights present",
-    "ckpt.ema-incomplete": "EMA covers the whole UNet",
-    "ckpt.ema-shape-mismatch": "EMA shapes match the UNet",
-    "ckpt.ema-untrained": "EMA actually trained",
+    "ckpt.ema-absent": "EMA weights in the checkpoint",
+    "ckpt.ema-incomplete": "EMA coverage of the UNet",
+    "ckpt.ema-shape-mismatch": "EMA shapes vs the UNet",
+    "ckpt.ema-untrained": "EMA weights vs their initial values",
     "ckpt.nonfinite": "NaN / Inf weights",
     "ckpt.dtype": "Tensor dtypes and sizes",
     "ckpt.hash": "Checkpoint hashes",
@@ -65,6 +65,14 @@ def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
 
 def skipped(code: str, reason: str, **evidence: Any) -> Finding:
     return Finding(code, Status.SKIP, TITLES[code], reason, evidence=evidence)
+
+
+def listing(names, shown: int) -> str:
+    """The first `shown` names, then how many more: "a, b, c, and 4 more"."""
+    names = [str(name) for name in names]
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f", and {len(names) - shown} more"
 
 
 def params_text(count: Optional[int]) -> str:

@@ -26,6 +26,16 @@ CONFIGS = {
 
 
 
+# The text-encoder kinds of `probes/checkpoint/layout.py`, as people name them.
+KIND_NAMES = {"clip-l": "CLIP ViT-L/14", "openclip-h": "OpenCLIP ViT-H/14", "openclip-bigg": "OpenCLIP ViT-bigG/14",
+              "other": "unrecognised"}
+
+
+def kind_name(kind: Optional[str]) -> str:
+    """"clip-l+openclip-bigg" -> "CLIP ViT-L/14 and OpenCLIP ViT-bigG/14"."""
+    return " and ".join(KIND_NAMES.get(part, part) for part in str(kind or "unknown").split("+"))
+
+
 def rule_components(facts: CheckpointFacts) -> Finding:
     code = "ckpt.components"
     comps = facts.components or {}
@@ -44,7 +54,7 @@ def rule_components(facts: CheckpointFacts) -> Finding:
         if c.get("present"):
             label = labels[name]
             if name == "text_encoder" and c.get("kind"):
-                label += f" ({c['kind']})"
+                label += f" ({kind_name(c['kind'])})"
             parts.append(f"{label} {c['tensors']} tensors / {params_text(c['parameters'])} params {dtype_text(c)}")
     extra = [n for n in comps if n not in labels and n not in ("schedule", "unknown") and comps[n].get("present")]
     summary = "; ".join(parts)
@@ -96,7 +106,7 @@ def rule_family(facts: CheckpointFacts) -> Finding:
              + (", linear proj_in" if unet.get("linear_proj_in") else "")
              + (f", label_emb {unet.get('adm_in_channels')}" if unet.get("adm_in_channels") else ""))
     if ev_family.get("source") == "text_encoder":
-        where = f"from the text encoder only ({facts.text_encoder.get('kind')}); no UNet shapes"
+        where = f"from the text encoder only ({kind_name(facts.text_encoder.get('kind'))}); no UNet shapes"
     note = f"; {ev_family['note']}" if ev_family.get("note") else ""
     if variant == "unknown":
         return verdict(code, Status.WARN,
@@ -110,6 +120,11 @@ def rule_family(facts: CheckpointFacts) -> Finding:
     return verdict(code, Status.OK,
                    f"{FAMILY_NAMES[family]} {variant} ({where}{note})" + (f"; config: {config}" if config else "") + ".",
                    evidence=evidence)
+
+
+# The Hub repositories the text encoder comes from, per family, when the file does not carry it.
+HUB_TEXT_ENCODERS = {"sd1": "openai/clip-vit-large-patch14", "sd2": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K (open_clip)",
+                     "sdxl": "openai/clip-vit-large-patch14 and laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"}
 
 
 def text_encoder_loaded_by(style: Optional[str], transformers_version: Optional[str]) -> Optional[bool]:
@@ -128,9 +143,8 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
     te = facts.text_encoder or {}
     comp = (facts.components or {}).get("text_encoder") or {}
     family = facts.family
-    hub = {"sd1": "openai/clip-vit-large-patch14", "sd2": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K (open_clip)",
-           "sdxl": "openai/clip-vit-large-patch14 and laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"}.get(family,
-                                                                                                  "the text encoder")
+    hub = HUB_TEXT_ENCODERS.get(family, "the text encoder")
+    repos = [part.split(" ")[0] for part in hub.split(" and ")] if family in HUB_TEXT_ENCODERS else []
     evidence = {"text_encoder": te, "tensors": comp.get("tensors"), "parameters": comp.get("parameters"),
                 "transformers": transformers_version, "hub_model": hub}
     if not te.get("present"):
@@ -139,12 +153,14 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
                        "built, so deployment needs network access or a local copy.",
                        evidence=evidence,
                        cause="A pruned or UNet+VAE-only checkpoint.",
-                       fix="Put the text encoder in the Hugging Face cache before deploying: "
-                           "`hf download openai/clip-vit-large-patch14` (on a machine with network, then copy "
-                           "~/.cache/huggingface), and set HF_HUB_OFFLINE=1; the cache.* checks verify it.")
+                       fix=("1. On a machine with network, download the text encoder into the Hugging Face cache "
+                            "(cache.model-missing gives the command with only the files the loader reads):\n```bash\n"
+                            + "\n".join(f"hf download {repo}" for repo in repos) + "\n```\n"
+                            "2. Copy the cache (~/.cache/huggingface) to this machine and start with "
+                            "`HF_HUB_OFFLINE=1`; the cache.* checks verify it."))
     prefixes = ", ".join(te.get("prefixes") or [])
     loaded = text_encoder_loaded_by(te.get("key_style"), transformers_version)
-    base = (f"The file carries the {te.get('kind')} text encoder ({comp.get('tensors')} tensors / "
+    base = (f"The file carries the {kind_name(te.get('kind'))} text encoder ({comp.get('tensors')} tensors / "
             f"{params_text(comp.get('parameters'))} params under {prefixes})")
     if loaded is False:
         if te.get("key_style") == "text_model":
@@ -157,10 +173,11 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
             why = (f"these are NAI-style names (no `text_model.`); with transformers {transformers_version} ldm expects "
                    "`cond_stage_model.transformer.text_model.*`, so the weights are dropped as unexpected keys")
             fix = "Rename `cond_stage_model.transformer.` to `cond_stage_model.transformer.text_model.` before load_state_dict."
-        return verdict(code, Status.WARN, f"{base}, but {why}.", evidence=evidence,
+        return verdict(code, Status.WARN, f"{base}, but its weights go missing at load: {why}.", evidence=evidence,
                        cause="The key names in the file and the module names of the installed transformers differ.",
                        fix=fix)
-    summary = (f"{base}; they replace the Hub weights at load, but FrozenCLIPEmbedder still calls "
+    base = "The text encoder is not missing: " + base[0].lower() + base[1:]
+    summary = (f"{base}; its weights replace the Hub weights at load, but FrozenCLIPEmbedder still calls "
                f"from_pretrained({hub.split(' ')[0]!r}) for the tokenizer and architecture, so the Hub or a local copy "
                "is still needed: `python -m diagnostics provision-clip --checkpoint CKPT --hf-cache` makes that copy "
                "from this file, offline.") if family in ("sd1", "sdxl") else f"{base}."
@@ -221,7 +238,7 @@ def rule_nonfinite(facts: CheckpointFacts) -> Finding:
     if not bad:
         return verdict(code, Status.OK,
                        f"No NaN or Inf in {deep.get('tensors_scanned')} tensors ({fmt_bytes(deep.get('bytes_read'))} "
-                       f"scanned at {deep.get('read_rate_mb_s')} MB/s).", evidence=evidence)
+                       f"scanned{_rate(deep)}).", evidence=evidence)
     used = [b for b in bad if b.get("component") != "ema"]
     shown = ", ".join(f"{b['name']} ({b['nan']} NaN, {b['inf']} Inf)" for b in (used or bad)[:4])
     if not used:
@@ -235,6 +252,11 @@ def rule_nonfinite(facts: CheckpointFacts) -> Finding:
                    cause="Damaged bytes or a broken merge/fine-tune wrote non-finite weights.",
                    fix="Download the file again and compare `inspect --hash` with the publisher's sha256; if it "
                        "matches, the model itself is broken: use another checkpoint.")
+
+
+def _rate(deep) -> str:
+    seconds, done = deep.get("seconds"), deep.get("bytes_read")
+    return f" at {fmt_bytes(done / seconds)}/s" if seconds and done else ""
 
 
 def rule_dtype(facts: CheckpointFacts) -> Finding:

@@ -9,7 +9,7 @@ from ...findings import Finding, Status
 from ...probes.checkpoint.facts import CheckpointFacts
 from ...probes.checkpoint.records import Problem
 from ...util import fmt_bytes, version_at_least
-from .common import skipped, verdict
+from .common import listing, skipped, verdict
 
 def rule_format(facts: CheckpointFacts) -> Finding:
     code = "ckpt.format"
@@ -143,7 +143,7 @@ def rule_unsafe_pickle(facts: CheckpointFacts) -> Finding:
         first = (pickle.get("where") or {}).get(unsafe[0], {})
         where = f" ({first.get('member')}, byte {first.get('pos')})" if first else ""
         return verdict(code, Status.FAIL,
-            f"The pickle names {len(unsafe)} global(s) outside what LDM checkpoints use: {', '.join(unsafe[:8])}"
+            f"The pickle names {len(unsafe)} global(s) outside what LDM checkpoints use: {listing(unsafe, 8)}"
             f"{where}. Loading it with torch.load(weights_only=False) or pickle would "
             + ("run them: this file executes code." if dangerous else "import and call them."),
             evidence=evidence, blocking=True,
@@ -161,10 +161,9 @@ def rule_unsafe_pickle(facts: CheckpointFacts) -> Finding:
                        "globals, so its safety is unverified.", evidence=evidence,
                        cause="A damaged or truncated pickle (see ckpt.corrupt).",
                        fix="Get an intact copy before loading it.")
-    return verdict(code, Status.OK,
-                   f"Only allowlisted globals ({len(pickle.get('globals') or [])}): "
-                   + ", ".join((pickle.get("globals") or [])[:6]) + ("..." if len(pickle.get("globals") or []) > 6 else "")
-                   + ".", evidence=evidence)
+    names = pickle.get("globals") or []
+    return verdict(code, Status.OK, f"Only allowlisted globals ({len(names)}): {listing(names, 6)}.",
+                   evidence=evidence)
 
 
 def rule_weights_only(facts: CheckpointFacts, torch_version: Optional[str], environ: Mapping[str, str]) -> Finding:

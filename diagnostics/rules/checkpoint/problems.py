@@ -181,9 +181,9 @@ PROBLEMS: Dict[str, ProblemRow] = {
     "pickle-error": ProblemRow(CORRUPT, "The pickle inside is incomplete or damaged: torch.load fails with "
                                         "UnpicklingError / EOFError.", _DOWNLOAD,
                                "the replay stops before STOP: the unpickler would raise there too."),
-    "pickle-too-large": ProblemRow(CORRUPT, "The pickle is hundreds of MB, far more than a weights index; it may hide "
+    "pickle-too-large": ProblemRow(CORRUPT, "The pickle is hundreds of MiB, far more than a weights index; it may hide "
                                             "other data.", "Do not load it; get the safetensors release of the model.",
-                                   "SD's data.pkl is ~200 KB; we do not replay pickles over 256 MB."),
+                                   "SD's data.pkl is ~200 KiB; we do not replay pickles over 256 MiB."),
     "legacy-truncated": ProblemRow(CORRUPT, "The file ends inside its data: cut short.", _DOWNLOAD,
                                    "the legacy format's pickles or storages end past the end of the file."),
     # -- damaged structure: safetensors (the reference implementation's errors)
@@ -191,7 +191,7 @@ PROBLEMS: Dict[str, ProblemRow] = {
                                         "safetensors needs 8 bytes of header length to start."),
     "header-too-large": ProblemRow(CORRUPT, "The first 8 bytes give an absurd header length: not a safetensors file, "
                                             "or its start is damaged (safetensors raises HeaderTooLarge).", _DOWNLOAD,
-                                   "safetensors refuses headers over 100 MB."),
+                                   "safetensors refuses headers over 100,000,000 bytes."),
     "header-beyond-file": ProblemRow(CORRUPT, "The header length points past the end of the file: cut short "
                                               "(safetensors raises MetadataIncompleteBuffer).", _DOWNLOAD,
                                      "8 + header length exceeds the file size."),

@@ -12,8 +12,8 @@ from ...registry import Precondition
 Shapes = Mapping[str, Sequence[int]]
 
 TITLES: Dict[str, str] = {
-    "config.load": "LDM config readable",
-    "config.targets": "Config targets exist in the code",
+    "config.load": "LDM config file",
+    "config.targets": "Config targets in the code",
     "config.in-channels": "UNet input channels: config vs checkpoint",
     "config.context-dim": "Cross-attention width: config vs checkpoint (SD1 vs SD2)",
     "config.use-ema": "use_ema vs EMA weights in the checkpoint",

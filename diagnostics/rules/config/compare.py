@@ -86,7 +86,7 @@ def _in_channel_mismatch(config: LdmConfigFacts, ck: List[int], ck_in: Optional[
                    f"({config_where(config, key_path)}): loading fails with 'size mismatch for {UNET_IN}'.",
         "cause": ("An inpainting checkpoint paired with a txt2img config" if ck_in == 9 and cfg_in == 4 else
                   "A txt2img checkpoint paired with an inpainting config" if ck_in == 4 and cfg_in == 9 else
-                  "The config describes a different model variant than the checkpoint") + " (knowledge base K07).",
+                  "The config describes a different model variant than the checkpoint") + ".",
         "fix": (f"Use {suggested}" if suggested else f"Use the config that matches a {ck_in}-channel UNet")
                + (" (LatentInpaintDiffusion, conditioning_key: hybrid, in_channels: 9)" if ck_in == 9 else
                   f" (in_channels: {ck_in})") + ".",
@@ -137,7 +137,7 @@ def rule_context_dim(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             "Config and checkpoint are different model families: " + "; ".join(problems)
             + ". Loading fails with 'size mismatch' on every attn2.to_k/to_v (and proj_in) weight.",
             evidence=evidence,
-            cause="An SD 2.x checkpoint with an SD 1.x config or the other way round (knowledge base K08): SD 2 uses "
+            cause="An SD 2.x checkpoint with an SD 1.x config or the other way round: SD 2 uses "
                   "the OpenCLIP ViT-H/14 text encoder (1024) and linear proj_in, SD 1 CLIP ViT-L/14 (768) and "
                   "1x1-conv proj_in.",
             fix=(f"Use {suggested}" if suggested else "Use the config shipped with this checkpoint")
@@ -177,7 +177,7 @@ def rule_use_ema(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             "scripts) swaps in EMA buffers that were never loaded.",
             evidence=evidence,
             cause="LitEma registers one shadow buffer per UNet parameter plus decay and num_updates; a pruned or "
-                  "EMA-only file keeps the weights to use in model.* and drops model_ema.* (knowledge base K09).",
+                  "EMA-only file keeps the weights to use in model.* and drops model_ema.*.",
             fix=f"Add `use_ema: False` under model.params in {config.path} (the file's model.* weights are the "
                 "ones to use), or load a full checkpoint that carries model_ema.*.",
             docs=["https://github.com/CompVis/stable-diffusion/issues/271"],

@@ -64,7 +64,7 @@ def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version
             f"this is an {fam} checkpoint. The encoder's weights would not load, and its output width does not "
             "match the UNet.",
             evidence=evidence,
-            cause="A config of the other model family (knowledge base K08).",
+            cause="A config of the other model family.",
             fix="Use v2-inference.yaml (FrozenOpenCLIPEmbedder) for SD 2.x checkpoints" if kind == "openclip"
             else "Use v1-inference.yaml (FrozenCLIPEmbedder) for SD 1.x checkpoints",
         )

@@ -22,7 +22,7 @@ def rule_config_load(config: LdmConfigFacts) -> Finding:
         if kind == "missing-reader":
             return verdict(code, Status.FAIL, f"Cannot read {path}: neither omegaconf nor PyYAML is installed.",
                            evidence=evidence, cause="ldm reads its configs with omegaconf.",
-                           fix="pip install omegaconf")
+                           fix="Install omegaconf: `pip install omegaconf`.")
         if kind == "unreadable":
             return verdict(code, Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
                            cause="The file is missing, unreadable or not UTF-8 text.",
@@ -76,7 +76,7 @@ def rule_config_targets(config: LdmConfigFacts, resolved: Sequence[Mapping[str, 
     evidence = {"targets": list(resolved), "code_root": code_root}
     if not missing:
         return passed(code, f"All {len(resolved)} targets in the config resolve to source files "
-                               "(found without importing them).", **evidence)
+                            "(found without importing them).", **evidence)
     lines = []
     for r in missing:
         if not r.get("found"):
@@ -94,7 +94,10 @@ def rule_config_targets(config: LdmConfigFacts, resolved: Sequence[Mapping[str, 
            "Install the package that provides the module, or correct the `target:` line.")
     text = "; ".join(lines[:5]) + (f" (+{len(lines) - 5} more)" if len(lines) > 5 else "")
     if not built_missing:
-        return passed(code, f"All {len(resolved) - len(missing)} targets built for inference resolve to source "
-                               f"files; not found, but only used for training: {text}.", **evidence)
+        names = ", ".join(str(r["target"]) for r in missing)
+        one = len(missing) == 1
+        return passed(code, f"All {len(resolved) - len(missing)} targets built for inference resolve to source files "
+                            f"(the training-only {names} {'is' if one else 'are'} not in the code; inference does not "
+                            f"build {'it' if one else 'them'}).", **evidence)
     return verdict(code, Status.FAIL, f"Targets that cannot be imported: {text}.",
                    evidence=evidence, cause=cause, fix=fix)
