@@ -44,7 +44,7 @@ def test_confirmed_blocking_cause_exits_1(fake_checks, capsys):
     assert "Location: /app/ldm/modules/encoders/modules.py:103 in FrozenCLIPEmbedder.__init__" in out
     assert "confirmed by tokenizer.functional: CLIPTokenizer.from_pretrained returned a tokenizer" in out
     assert "no check for cache.offline-flag on this installation yet" in out
-    assert "1 confirmed blocking cause(s): K01 CLIP tokenizer cannot be loaded" in out
+    assert "1 confirmed blocking cause(s): CLIP tokenizer cannot be loaded" in out
 
 
 def test_json_output(fake_checks, capsys):

@@ -73,7 +73,7 @@ def _problem_lines(explanation, verbose: bool) -> List[str]:
 
 def _match_lines(m, verbose: bool) -> List[str]:
     icon = _ICONS[m.status] if (m.status != "confirmed" or m.blocking) else "[!]"
-    out = [f"{icon} {m.rank}. {m.signature.id} {m.signature.title} ({m.status})",
+    out = [f"{icon} {m.rank}. {m.signature.title} ({m.status})",
            f"      {m.summary() if verbose else _cut(m.summary(), 500)}"]
     for hit in m.hits[: None if verbose else 1]:
         label = f" [{hit.pattern.label}]" if hit.pattern.label else ""
@@ -117,7 +117,7 @@ def format_text(explanation, verbose: bool = False) -> str:
         out.extend(_match_lines(m, verbose))
     others = [m for m in matches if m not in main]
     if others:
-        out.append("Also in the log: " + "; ".join(f"{m.signature.id} {m.signature.title} ({m.status})"
+        out.append("Also in the log: " + "; ".join(f"{m.signature.title} ({m.status})"
                                                     for m in others))
     if explanation.check_module_errors:
         out.append("")
@@ -126,7 +126,7 @@ def format_text(explanation, verbose: bool = False) -> str:
     blocking = [m for m in explanation.matches if m.blocking]
     if blocking:
         closing = (f"{len(blocking)} confirmed blocking cause(s): "
-                   + ", ".join(f"{m.signature.id} {m.signature.title}" for m in blocking))
+                   + ", ".join(m.signature.title for m in blocking))
     elif not explanation.confirmed_run:
         closing = "Checks were not run (--no-confirm): the matches are hypotheses."
     else:

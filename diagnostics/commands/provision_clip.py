@@ -76,8 +76,8 @@ def remedy_steps(result, yaml_text: Optional[str], offline: str, versions) -> Li
     if note_on_key_names(result.source, versions):
         steps.append(note_on_key_names(result.source, versions))
     steps.append(f"On disk: {fmt_bytes(result.bytes_total)} ({result.bytes_total:,} bytes) instead of "
-                 f"{fmt_bytes(SEED_DOWNLOAD_BYTES)} ({SEED_DOWNLOAD_BYTES:,} bytes: the Hub's pytorch_model.bin the "
-                 f"seed downloaded, vision tower included); took {result.seconds:.1f} s; no code was edited.")
+                 f"{fmt_bytes(SEED_DOWNLOAD_BYTES)} ({SEED_DOWNLOAD_BYTES:,} bytes: the Hub's pytorch_model.bin that a "
+                 f"full Hub download fetches, vision tower included); took {result.seconds:.1f} s; no code was edited.")
     return steps
 
 

@@ -49,7 +49,7 @@ def _explain_log(ctx, results):
         ctx.set_fact("original_problem", explanation.original_problem)
         return explanation.findings()
 
-    return run_check(Check("explain.traceback", "Error log explained", explain, reads=("ctx",)), ctx)
+    return run_check(Check("explain.traceback", "Error log explanation", explain, reads=("ctx",)), ctx)
 
 
 def _sigterm_as_interrupt() -> None:

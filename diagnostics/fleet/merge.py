@@ -20,7 +20,7 @@ from .load import NodeInput
 FLEET_SCHEMA = "ldm-diagnostics-fleet/1"
 MISSING, UNREADABLE, INCOMPLETE = "MISSING", "UNREADABLE", "INCOMPLETE"
 FLEET_CODES = {
-    "fleet.node-missing": ("Node did not report", "The engine ran no report on this node, or its report never arrived."),
+    "fleet.node-missing": ("Node report", "The engine ran no report on this node, or its report never arrived."),
     "fleet.node-unreadable": ("Node report unreadable", "The node's report file is cut short or not a report."),
     "fleet.node-incomplete": ("Node report incomplete", "A check crashed or the run was interrupted on this node."),
 }

@@ -182,13 +182,13 @@ class Explanation:
                                           "not_confirmed", "undecided", "no_check", "codes")}
             evidence["causes"] = [{"id": c.cause.id, "title": c.cause.title, "status": c.status} for c in m.causes]
             findings.append(Finding(
-                CODE_SIGNATURE, status, f"{m.signature.id} {m.signature.title}", m.summary(),
+                CODE_SIGNATURE, status, m.signature.title, m.summary(),
                 evidence=evidence, cause=m.signature.cause, fix=m.fix, blocking=m.blocking,
                 docs=list(m.signature.links),
             ))
         if problem is not None and not any(h.where == "exception" and h.weight >= 3 for m in self.matches for h in m.hits):
             findings.append(Finding(
-                CODE_UNMATCHED, Status.WARN, "Error not in the knowledge base",
+                CODE_UNMATCHED, Status.WARN, "Error log explanation",
                 f"No known signature matches {problem['exception_type']}"
                 + (f" at {problem['file']}:{problem['line']}" if problem["file"] else "") + ".",
                 evidence={"error_message": problem["error_message"][:2000],

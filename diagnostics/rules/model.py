@@ -33,7 +33,7 @@ __all__ = ["CHECKS", "degenerate_tokenizer", "diagnose", "explain_group", "rule_
 
 def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
                       versions: Optional[Mapping[str, Optional[str]]] = None) -> Finding:
-    code, title = "model.import", "Model code importable"
+    code, title = "model.import", "Import of the model code"
     skipped_run = not_run(code, title, model)
     if skipped_run:
         return skipped_run
@@ -96,7 +96,7 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
                            versions: Optional[Mapping[str, Optional[str]]] = None,
                            clip_files: Optional[Mapping[str, Any]] = None,
                            related: Sequence[Mapping[str, Any]] = ()) -> Finding:
-    code, title = "model.instantiate", "Model builds from the config"
+    code, title = "model.instantiate", "Model instantiation from the config"
     skipped_run = not_run(code, title, model)
     if skipped_run:
         return skipped_run
@@ -184,7 +184,7 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
         return Finding(
             code, Status.FAIL, title, f"Smoke forward {where}: " + "; ".join(problems) + ".", evidence=evidence,
             cause=("fp16 overflow (the SD VAE is known to produce NaN in half precision) or broken weights "
-                   "(knowledge base K25)." if nan else "The model cannot run a forward pass as configured "
+                   "." if nan else "The model cannot run a forward pass as configured "
                    "(traceback in the evidence)."),
             fix=("Run the VAE in fp32 (A1111 --no-half-vae) or use the fp16-fixed VAE; check the checkpoint for "
                  "non-finite tensors (ckpt.nonfinite)." if nan else
@@ -221,8 +221,8 @@ def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
                        evidence={"stage": err["stage"], "error": err.get("message"),
                                  "total_memory": fmt_bytes(total) if total else None,
                                  "dtype": device.get("dtype") or req.get("dtype")},
-                       cause="The model (fp32 SD 1.x: ~4.3 GB, +3.4 GB with EMA buffers) plus activations does not "
-                             "fit in free GPU memory, or other processes hold it (knowledge base K14).",
+                       cause="The model (fp32 SD 1.x: about 4.0 GiB, +3.2 GiB with EMA buffers) plus activations does not "
+                             "fit in free GPU memory, or other processes hold it.",
                        fix="Load in fp16 (LDM_DIAG_DTYPE=fp16; model.half()), set use_ema: False, stop other GPU "
                            "processes (nvidia-smi), lower the resolution, or set "
                            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.",
@@ -280,9 +280,9 @@ def _instantiate(ctx, results):
 
 
 CHECKS: List[Check] = [
-    Check("model.import", "Model code importable",
+    Check("model.import", "Import of the model code",
           lambda ctx: [rule_model_import(_model(ctx), ctx.fact("ldm", probe_ldm), _versions(ctx))], reads=("ctx",)),
-    Check("model.instantiate", "Model builds from the config", _instantiate, reads=("ctx",), needs=CLIP_RELATED),
+    Check("model.instantiate", "Model instantiation from the config", _instantiate, reads=("ctx",), needs=CLIP_RELATED),
     Check("model.load-keys", "Checkpoint keys vs model (strict=False)", lambda ctx: [rule_model_load_keys(_model(ctx))], reads=("ctx",)),
     Check("model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode",
           lambda ctx: [rule_smoke_forward(_model(ctx))], reads=("ctx",)),

@@ -38,7 +38,7 @@ def _child_failure(error: Mapping[str, Any]) -> Optional[Diagnosis]:
             f"The model process died during {error.get('stage')}: {message}.",
             "Signal 9 is what the kernel's out-of-memory killer sends: the model does not fit in RAM." if oom else
             "The interpreter crashed inside native code (a torch/extension ABI mismatch, or memory).",
-            "Free RAM or add swap; the fp32 SD 1.x model needs about 4 GB plus 3.4 GB for EMA weights (set "
+            "Free RAM or add swap; the fp32 SD 1.x model needs about 4.0 GiB plus 3.2 GiB for EMA weights (set "
             "use_ema: False for inference)." if oom else
             "Run the same import in a plain `python -c` to see the crash; reinstall torch and compiled extensions "
             "for this Python.", kind="oom" if oom else "crash")
@@ -46,10 +46,11 @@ def _child_failure(error: Mapping[str, Any]) -> Optional[Diagnosis]:
         return Diagnosis(f"The model process could not start: {message}.", "The Python interpreter could not be run.",
                          "Check that the interpreter running the harness can start subprocesses.", kind="crash")
     if kind == "omegaconf-missing":
-        return Diagnosis(message, "ldm's configs are OmegaConf objects.", "pip install omegaconf", kind="module")
+        return Diagnosis(message, "ldm's configs are OmegaConf objects.", "Install omegaconf: `pip install omegaconf`.",
+                         kind="module")
     if kind == "oom" or (error.get("type") == "MemoryError"):
         return Diagnosis(f"Out of memory: `{first_line(message) or error.get('type')}`.",
-                         "The model does not fit in the available (GPU or CPU) memory (knowledge base K14).",
+                         "The model does not fit in the available (GPU or CPU) memory.",
                          "Use fp16 (LDM_DIAG_DTYPE=fp16, model.half()), set use_ema: False, close other GPU "
                          "processes, or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.",
                          related=("cuda.memory",), kind="oom")
@@ -111,7 +112,7 @@ def diagnose(error: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
     fix = sig.causes[0].fix if sig.causes else sig.fix
     from ..knowledge.results import fill_placeholders
 
-    return Diagnosis(f"`{text}`{at}: {sig.title}{_versions_note(sig, error, versions)} (knowledge base {sig.id}).",
+    return Diagnosis(f"`{text}`{at}: {sig.title}{_versions_note(sig, error, versions)}.",
                      sig.cause, fill_placeholders(fix, match.groups),
                      related=[c for c in sig.codes if not c.startswith("model.")], docs=sig.links, kind=kind)
 
@@ -147,6 +148,6 @@ def _clip_diagnosis(text: str, files: Optional[Mapping[str, Any]]) -> Diagnosis:
     cause = ("FrozenCLIPEmbedder.__init__ calls CLIPTokenizer.from_pretrained(version) and "
              "CLIPTextModel.from_pretrained(version); the checkpoint holds no tokenizer or model config, so these "
              "files must come from the hub or the cache" + (", and offline mode forbids the hub" if offline else "")
-             + " (knowledge base K01/K02). transformers 5 returns a 2-token tokenizer instead of raising when the "
+             + ". transformers 5 returns a 2-token tokenizer instead of raising when the "
                "tokenizer files are missing (tokenizer.functional).")
     return Diagnosis(summary, cause, fix, related=CLIP_RELATED, kind="clip-files")
