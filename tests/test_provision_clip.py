@@ -481,8 +481,10 @@ def test_usage_errors_exit_2(tmp_path):
         (["--hf-cache"], "--checkpoint CKPT is required"),
         (["--checkpoint", str(tmp_path / "missing.ckpt"), "--hf-cache"], "does not exist"),
         (["--checkpoint", str(tmp_path / "file"), "--out", str(tmp_path / "file")], "is not a directory"),
+        (["--checkpoint", str(tmp_path / "file"), "--clip-dir", str(tmp_path / "file")], "is not a directory"),
+        (["--checkpoint", str(tmp_path / "file"), "--hf-cache", "--clip-dir", str(tmp_path / "o")], "not allowed with"),
         (["--checkpoint", str(tmp_path / "file"), "--hf-cache", "--out", str(tmp_path / "o")], "not allowed with"),
-        (["--checkpoint", str(tmp_path / "file")], "one of the arguments --hf-cache --out is required"),
+        (["--checkpoint", str(tmp_path / "file")], "one of the arguments --hf-cache --clip-dir/--out is required"),
     ]
     env = {k: v for k, v in os.environ.items() if k != "LDM_DIAG_CHECKPOINT"}
     for args, message in cases:

@@ -1,4 +1,4 @@
-"""`python -m diagnostics provision-clip --checkpoint CKPT (--hf-cache | --out DIR)`: the offline CLIP remedy.
+"""`python -m diagnostics provision-clip --checkpoint CKPT (--hf-cache | --clip-dir DIR)`: the offline CLIP remedy.
 
 The seed's failure, ldm's FrozenCLIPEmbedder unable to load `openai/clip-vit-large-patch14` without the
 Hub, is fixed from the checkpoint itself (remedies/clip_offline/): no network, no 1.7 GB download, no
@@ -28,9 +28,9 @@ def add_arguments(parser) -> None:
     mode.add_argument("--hf-cache", action="store_true",
                       help="place the files in the Hugging Face cache the installed transformers reads, as "
                            "openai/clip-vit-large-patch14 (unmodified ldm code then loads it offline)")
-    mode.add_argument("--out", metavar="DIR",
+    mode.add_argument("--clip-dir", "--out", dest="out", metavar="DIR",
                       help="write the files into DIR instead, and print the yaml change "
-                           "(cond_stage_config.params.version: DIR)")
+                           "(cond_stage_config.params.version: DIR); --out is the older name of this option")
     parser.add_argument("--report-dir", default="reports", help="directory for the report files (default: reports/)")
     parser.add_argument("--format", default="md,html,json",
                         help="comma-separated report formats: md, html, json (default: all)")
@@ -156,10 +156,10 @@ def _validate(args, ctx) -> None:
         raise UsageError("--checkpoint CKPT is required (or set LDM_DIAG_CHECKPOINT): the text encoder comes from it")
     if args.out:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise UsageError(f"--out {args.out} exists and is not a directory")
+            raise UsageError(f"--clip-dir {args.out} exists and is not a directory")
         problem = check_writable_dir(args.out)
         if problem:
-            raise UsageError(f"--out: {problem}")
+            raise UsageError(f"--clip-dir: {problem}")
     problem = check_writable_dir(args.report_dir)
     if problem:
         raise UsageError(f"--report-dir: {problem}")
@@ -192,7 +192,7 @@ def run(args) -> int:
     others = [ref for ref in clip_refs(ctx) if ref != REPO_ID]
     if mode == "hf-cache" and others and REPO_ID not in clip_refs(ctx):
         print(f"Note: the config loads CLIP from {others[0]}, not {REPO_ID}: the cache entry does not serve it; "
-              f"use --out {others[0]} if that is a folder, or point the yaml at {REPO_ID}.")
+              f"use --clip-dir {others[0]} if that is a folder, or point the yaml at {REPO_ID}.")
     print(f"Provisioning {REPO_ID} from {checkpoint} ...")
     result = provision(checkpoint, mode, versions, locations=locations, out_dir=out_dir)
     print(f"  {result.message}")

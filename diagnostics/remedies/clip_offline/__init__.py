@@ -22,7 +22,7 @@ checkpoint carries the complete text encoder. The seed fixed it by downloading t
 5. `placement`: `--hf-cache` writes a Hub-layout entry (blobs named by etag, `snapshots/REV/*` relative
    links, `refs/main` written last so an interrupted run is never visible) into the cache the installed
    transformers reads, or the flat legacy cache of transformers < 4.22 (files named by the sha256 of
-   their URL); `--out DIR` writes a plain directory. A complete existing entry is never touched, existing
+   their URL); `--clip-dir DIR` (older name `--out`) writes a plain directory. A complete existing entry is never touched, existing
    files are never overwritten, every file is written to a temporary name and renamed, and the snapshot
    carries a README saying where it came from. Its revision is derived from the content, not a Hub
    commit, so a later online `hf download` supersedes it instead of mistaking it for the real files.

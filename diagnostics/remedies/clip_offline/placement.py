@@ -4,7 +4,7 @@
   copies where links are not allowed), `refs/main` written last so an interrupted run is never visible;
 - `--hf-cache`, the flat legacy cache of transformers < 4.22: files named by the sha256 of their URL
   and etag, with `.json` sidecars;
-- `--out DIR`: a plain directory.
+- `--clip-dir DIR` (older name `--out`): a plain directory.
 
 A complete existing entry is never touched and existing files are never overwritten. The snapshot
 carries a README (the marker) saying where its files came from; its revision is derived from the

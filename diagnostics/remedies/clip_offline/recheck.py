@@ -244,7 +244,7 @@ REFUSAL_CAUSES = {
 }
 WRITE_FIXES = {
     "needs-torch": "Install torch here, or run provision-clip where torch is installed and copy the files.",
-    "not-writable": "Run as a user who can write the cache, or use `--out DIR` and the yaml change.",
+    "not-writable": "Run as a user who can write the cache, or use `--clip-dir DIR` and the yaml change.",
     "no-space": "Free disk space, or use `--out DIR` on another disk and the yaml change.",
     "write-error": "Fix the cause above and run the command again (temporary files were removed).",
 }
