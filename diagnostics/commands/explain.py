@@ -87,7 +87,7 @@ def _match_lines(m, verbose: bool) -> List[str]:
     if shown:
         out.append("      Causes:")
     for cause in shown:
-        out.append(f"        - {cause.cause.id} {cause.cause.title}: {cause.status}")
+        out.append(f"        - {cause.cause.title}: {cause.status}")
         for need in cause.needs[: None if verbose else 2]:
             out.append(f"            · {_cut(need.statement, 200)}")
     hidden = len(open_causes) - len(shown)
@@ -95,7 +95,7 @@ def _match_lines(m, verbose: bool) -> List[str]:
         out.append(f"        ({hidden} more cause(s) not decided here; --verbose or --json lists them)")
     refuted = [c for c in m.causes if c.status == "refuted"]
     if refuted:
-        out.append("      Ruled out here: " + ", ".join(f"{c.cause.id} {c.cause.title}" for c in refuted))
+        out.append("      Ruled out here: " + ", ".join(c.cause.title for c in refuted))
     out.append(f"      Fix: {m.fix if verbose else _cut(m.fix, 600)}")
     if m.signature.links:
         out.append(f"      See: {m.signature.links[0]}")
