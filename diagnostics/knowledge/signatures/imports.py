@@ -204,13 +204,14 @@ SIGNATURES: List[Signature] = [
             Pattern(r"The shape of the 2D attn_mask is torch\.Size\(\[77, 77\]\), but should be \((?P<n>\d+), (?P=n)\)",
                     scope="any", label="open_clip too new (batch-first transformer)"),
         ),
-        cause="Stability's FrozenOpenCLIPEmbedder runs open_clip's transformer sequence-first; open_clip >= 2.2x "
-              "made it batch-first, so the attention mask no longer fits. Old open_clip lacks the ViT-H-14 config.",
+        cause="Stability's FrozenOpenCLIPEmbedder runs open_clip's transformer sequence-first; open_clip 2.26 "
+              "made it batch-first, so the attention mask no longer fits. open_clip before 1.1 lacks the ViT-H-14 "
+              "config.",
         fix="Pin open-clip-torch to the repository's version (2.0.2 in environment.yaml, 2.7.0 in requirements.txt).",
         causes=(
             Cause("K19.a", "open_clip version outside what ldm was written for",
                   (Need("open_clip version does not fit", ("compat.open-clip-version",),
-                        versions=({"open_clip_torch": ">=2.20"}, {"open_clip_torch": "<2.0"})),),
+                        versions=({"open_clip_torch": ">=2.26"}, {"open_clip_torch": "<1.1"})),),
                   "`pip install open-clip-torch==2.7.0`."),
         ),
         links=("https://github.com/mlfoundations/open_clip/issues/910",
