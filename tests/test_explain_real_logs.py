@@ -34,6 +34,12 @@ def fresh_logs(tmp_path_factory) -> Path:
     return out
 
 
+# Also right where the installed versions print other lines: huggingface_hub before 1.0 logs no
+# retries, so the failure is the refused connection under the catch-all LocalEntryNotFoundError,
+# which the network signature (K34) names.
+ALSO_RIGHT = {"k29_k02_hub_retries": ["K34"]}
+
+
 def expected_ids(name: str):
     return ["K" + n for n in re.findall(r"k(\d\d)_", re.match(r"((?:k\d\d_)+)", name).group(1))]
 
@@ -46,7 +52,7 @@ def test_fresh_log_is_recognised(fresh_logs, name):
     path = fresh_logs / f"{name}.log"
     explanation = explain_file(str(path), Context(environ={}, cwd=fresh_logs), confirm_causes=False)
     got = [m.signature.id for m in explanation.matches]
-    want = expected_ids(name)
+    want = expected_ids(name) + ALSO_RIGHT.get(name, [])
     # Which of a scenario's signatures shows depends on the installed versions (the ldm import
     # prints the xformers line only without xformers, and stops at rank_zero_only only under
     # pytorch_lightning 1.8.0 / 2.x); the stored copies are checked for all of them.
