@@ -11,7 +11,7 @@ import re
 from typing import List, Optional
 
 from .logtext import HEADER, strip_known_prefix
-from .records import CHAIN, EXC_LINE, ExceptionRecord, Frame, Traceback, looks_like_exception_type
+from .records import CARET, CHAIN, EXC_LINE, ExceptionRecord, Frame, Traceback, looks_like_exception_type
 
 SECTION = re.compile(r"^_{3,} .+ _{3,}$")
 SEPARATOR = re.compile(r"^(?:_ )+_\s*$")
@@ -20,7 +20,6 @@ LOCATION = re.compile(r"^(?P<file>(?:[A-Za-z]:\\)?[^\s:][^:]*?\.py[cwx]?|<[^>]+>
 E_LINE = re.compile(r"^E(?: +|$)(?P<text>.*)$")
 SELF_LOCAL = re.compile(r"^self = <(?P<cls>[\w.]+) object at 0x[0-9a-fA-F]+>")
 DEF_LINE = re.compile(r"^\s*(?:async\s+)?def (?P<name>\w+)\s*\(")
-CARET = re.compile(r"^\s*[\^~]+[\s\^~]*$")
 WARNING = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<cat>(?:[\w.]+\.)?\w*Warning): (?P<msg>.*)$")
 
 

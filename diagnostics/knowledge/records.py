@@ -14,6 +14,8 @@ CHAIN = {
 }
 EXC_TYPE = r"(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*"
 EXC_LINE = re.compile(rf"^(?P<type>{EXC_TYPE})(?::\s?(?P<msg>.*))?$")
+# The ^^^^ / ~~~~ markers Python 3.11+ prints under a frame's code line (both traceback layouts).
+CARET = re.compile(r"^\s*[\^~]+[\s\^~]*$")
 
 
 def looks_like_exception_type(name: str) -> bool:

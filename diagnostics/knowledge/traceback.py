@@ -29,7 +29,7 @@ from .layouts import expand_layouts
 from .logtext import (GROUP_HEADER, HEADER, Prefixer, clean_lines, is_log_record_start, strip_known_prefix,
                       unwrap)
 from .qualnames import qualname_from_source, resolve_qualname
-from .records import (CHAIN, EXC_LINE, ExceptionRecord, Frame, LogWarning, ParsedLog, Traceback, frame_kind,
+from .records import (CARET, CHAIN, EXC_LINE, ExceptionRecord, Frame, LogWarning, ParsedLog, Traceback, frame_kind,
                       looks_like_exception_type)
 
 __all__ = ["ExceptionRecord", "Frame", "LogWarning", "ParsedLog", "Traceback", "clean_lines", "frame_kind",
@@ -37,7 +37,6 @@ __all__ = ["ExceptionRecord", "Frame", "LogWarning", "ParsedLog", "Traceback", "
 
 MAX_MESSAGE_LINES = 60
 FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?\s*$')
-CARET = re.compile(r"^\s*[\^~]+[\s\^~]*$")
 REPEAT = re.compile(r"^\s*\[Previous line repeated \d+ more times?\]\s*$")
 GROUP_MARK = re.compile(r"^(?:\s*[+|]\s?|\s*\+[-+ \d.]*(?:\s|$))")
 # A bare error line anywhere in a log: needs an exception-looking name and a message.
