@@ -4,9 +4,14 @@ A `Check` is one declaration next to its rule: the finding code, the title (writ
 the pure rule function, the facts it reads (names from `diagnostics.facts`), its preconditions and
 the other checks whose results it needs. The registry does the plumbing every rule used to repeat:
 
-- it resolves the facts (each probe runs once per `Context`);
+- it resolves the facts (each probe runs once per `Context`), lazily: a precondition's facts are
+  gathered only when the preconditions before it hold, the rule's once all of them hold, so a
+  precondition can stop an expensive fact from being gathered at all;
 - it evaluates the preconditions in order, and the first unmet one is the result (a `skip` with
   the reason), so a rule body starts with its decision;
+- a fact the rule needs only on some paths (the Hub network probe, a child process) is declared
+  `on_demand`: the rule gets a zero-argument callable that gathers it when called (memoised like
+  every fact), so the rule decides whether the probe runs;
 - it stamps the check's code and title on what the rule returns (`verdict(...)` leaves them empty);
 - it turns an exception into a finding with status `error` (a crashed check, never a crashed
   harness) and memoises each `CheckResult` on the context, so a check that needs another check's
@@ -101,6 +106,14 @@ class Check:
     requires: Tuple[Precondition, ...] = ()
     needs: Tuple[str, ...] = ()  # codes of checks whose results the rule gets as `results`
     emits: Tuple[CodeDoc, ...] = ()  # other codes this check's findings can carry
+    # fact names the rule gathers only when it needs them: it gets each as a keyword argument of that
+    # name holding a zero-argument callable that returns the fact (gathered once per context)
+    on_demand: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        both = set(self.reads) & set(self.on_demand)
+        if both:
+            raise ValueError(f"check {self.code} reads {sorted(both)} both as facts and on demand")
 
     @property
     def id(self) -> str:  # the name front-ends and older callers use
@@ -111,12 +124,35 @@ class Check:
         return self.code.split(".", 1)[0]
 
     def evaluate(self, results: Optional[Mapping[str, "CheckResult"]] = None, **facts: Any) -> List[Finding]:
-        """Preconditions, rule and stamping over facts given by hand: what tests call."""
+        """Preconditions, rule and stamping over facts given by hand: what tests call.
+
+        An on-demand fact may be given as its value or as a zero-argument callable that returns it
+        (called at most once); one not given fails only if the rule asks for it."""
+
+        def fact(name: str) -> Any:
+            try:
+                return facts[name]
+            except KeyError:
+                raise KeyError(f"check {self.code} reads the fact {name!r}, which was not given") from None
+
+        def gatherer(name: str) -> Callable[[], Any]:
+            if name not in facts:
+                return lambda: fact(name)
+            given = facts[name]
+            return _once(given if callable(given) else lambda: given)
+
+        return self._decide(fact, gatherer, results)
+
+    def _decide(self, fact: Callable[[str], Any], gatherer: Callable[[str], Callable[[], Any]],
+                results: Optional[Mapping[str, "CheckResult"]] = None) -> List[Finding]:
+        """Preconditions in order, then the rule, with facts fetched as they are needed: `fact(name)`
+        gives a fact, `gatherer(name)` the callable an on-demand fact is handed over as."""
         for precondition in self.requires:
-            reason = precondition.unmet(*(facts[name] for name in precondition.reads))
+            reason = precondition.unmet(*(fact(name) for name in precondition.reads))
             if reason is not None:
                 return [self._stamp(_as_finding(reason))]
-        kwargs = {name: facts[name] for name in self.reads}
+        kwargs = {name: fact(name) for name in self.reads}
+        kwargs.update((name, gatherer(name)) for name in self.on_demand)
         if self.needs:
             kwargs["results"] = dict(results or {})
         output = self.rule(**kwargs)
@@ -126,9 +162,10 @@ class Check:
         return [self._stamp(f) for f in findings]
 
     def fact_names(self) -> Tuple[str, ...]:
-        """Every fact the check looks at: its preconditions' and its rule's, without repeats."""
+        """Every fact the check may look at: its preconditions', its rule's and those it gathers on
+        demand, without repeats."""
         names: List[str] = []
-        for name in [n for p in self.requires for n in p.reads] + list(self.reads):
+        for name in [n for p in self.requires for n in p.reads] + list(self.reads) + list(self.on_demand):
             if name not in names:
                 names.append(name)
         return tuple(names)
@@ -139,6 +176,18 @@ class Check:
         code = finding.code or self.code
         title = finding.title or (self.title if code == self.code else _emitted_title(self, code))
         return replace(finding, code=code, title=title)
+
+
+def _once(gather: Callable[[], Any]) -> Callable[[], Any]:
+    """`gather`, called at most once: later calls return the first answer."""
+    answer: List[Any] = []
+
+    def fact() -> Any:
+        if not answer:
+            answer.append(gather())
+        return answer[0]
+
+    return fact
 
 
 def _as_finding(reason: Union[str, Finding]) -> Finding:
@@ -259,8 +308,7 @@ def _evaluate_in(check: Check, ctx: Context, active: Tuple[str, ...]) -> List[Fi
         needed = find_check(code)
         if needed is not None and code not in active:
             results[code] = _run(needed, ctx, active + (check.code,))
-    facts = {name: get_fact(ctx, name) for name in check.fact_names()}
-    return check.evaluate(results=results, **facts)
+    return check._decide(lambda name: get_fact(ctx, name), lambda name: lambda: get_fact(ctx, name), results)
 
 
 def _run(check: Check, ctx: Context, active: Tuple[str, ...]) -> CheckResult:

@@ -73,7 +73,7 @@ def test_codes_are_unique_and_each_check_has_a_title_of_its_own():
 
 def test_every_fact_a_check_reads_has_a_probe():
     for check in all_checks():
-        for name in check.fact_names():
+        for name in check.fact_names():  # preconditions', rule's and on-demand facts
             assert name in FACT_PROBES, f"{check.code} reads {name!r}, which no probe gathers"
     for name in FACT_PROBES:
         assert callable(probe_for(name))
@@ -115,6 +115,77 @@ def test_a_precondition_may_answer_with_a_finding_of_its_own():
                                   lambda value: verdict(Status.WARN, "unknown", evidence={"value": value}))
     [finding] = Check("fake.value", "Value", _decide, reads=("value",), requires=(needs_evidence,)).evaluate(value=1)
     assert (finding.status, finding.evidence, finding.title) == (Status.WARN, {"value": 1}, "Value")
+
+
+def _costly(value, expensive):
+    return verdict(Status.FAIL if value > 1 and expensive() else Status.OK, f"value is {value}")
+
+
+ON_DEMAND = Check("fake.costly", "Costly value", _costly, reads=("value",), on_demand=("expensive",))
+
+
+def test_an_on_demand_fact_is_a_callable_the_rule_calls_only_when_it_needs_it():
+    asked = []
+
+    def expensive():
+        asked.append(1)
+        return True
+
+    assert ON_DEMAND.evaluate(value=1, expensive=expensive)[0].status is Status.OK
+    assert asked == []
+    assert ON_DEMAND.evaluate(value=3, expensive=expensive)[0].status is Status.FAIL
+    assert asked == [1]
+    assert ON_DEMAND.evaluate(value=3, expensive=False)[0].status is Status.OK  # a plain value is wrapped
+    assert ON_DEMAND.evaluate(value=1)[0].status is Status.OK  # not given, not asked: fine
+    with pytest.raises(KeyError):
+        ON_DEMAND.evaluate(value=3)
+    assert ON_DEMAND.fact_names() == ("value", "expensive")
+
+
+def test_a_fact_is_either_read_or_gathered_on_demand():
+    with pytest.raises(ValueError):
+        Check("fake.both", "Both", _costly, reads=("value", "expensive"), on_demand=("expensive",))
+
+
+_GATHERED = []
+
+
+def gather_counted(ctx):
+    _GATHERED.append(1)
+    return 3
+
+
+def test_in_a_context_facts_are_gathered_lazily_and_once(monkeypatch):
+    monkeypatch.setitem(FACT_PROBES, "fake_value", "tests.test_registry_declarations:gather_counted")
+    monkeypatch.setitem(FACT_PROBES, "fake_expensive", "tests.test_registry_declarations:gather_counted")
+    del _GATHERED[:]
+    asked_twice = Check("fake.twice", "Twice", lambda fake_expensive: verdict(
+        Status.OK, f"{fake_expensive() + fake_expensive()}"), on_demand=("fake_expensive",))
+    ctx = Context(Options(), environ={})
+    assert run_check(asked_twice, ctx).findings[0].summary == "6"
+    assert _GATHERED == [1] and ctx.facts["fake_expensive"] == 3
+
+    # a precondition's facts are gathered only once the preconditions before it hold
+    del _GATHERED[:]
+    no_environ = Precondition("an environment", ("environ",), lambda environ: None if environ else "No environment.")
+    needs_value = Precondition("value small", ("fake_value",), lambda fake_value: None)
+    guarded = Check("fake.guarded", "Guarded", lambda fake_value: verdict(Status.OK, "ran"), reads=("fake_value",),
+                    requires=(no_environ, needs_value))
+    [finding] = run_check(guarded, Context(Options(), environ={})).findings
+    assert (finding.status, finding.summary, _GATHERED) == (Status.SKIP, "No environment.", [])
+    [finding] = run_check(guarded, Context(Options(), environ={"HOME": "/home/user"})).findings
+    assert (finding.status, _GATHERED) == (Status.OK, [1])
+
+
+def test_no_checkpoint_is_read_for_a_config_that_is_not_there(tmp_path):
+    from diagnostics.registry import get_check
+
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"not read")
+    ctx = Context(Options(checkpoint=str(ckpt), config=str(tmp_path / "missing.yaml")), environ={})
+    [finding] = run_check(get_check("config.in-channels"), ctx).findings
+    assert finding.status is Status.SKIP
+    assert "checkpoint_layout" not in ctx.facts and "checkpoint" not in ctx.facts
 
 
 def test_a_result_runs_once_per_context_and_a_needed_result_is_shared():
