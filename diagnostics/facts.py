@@ -1,9 +1,10 @@
 """One table of facts: each fact's name and the probe that gathers it, in one place.
 
-A check names the facts it reads (`Check.reads`, `Precondition.reads`); the registry looks each
-name up here and memoises the probe's result on the `Context`, so the GPU child process or a
-checkpoint scan runs once however many checks read it. Probes are named as "module:function" and
-imported only when a check asks, which keeps `python -m diagnostics --help` free of heavy imports.
+A check names the facts it reads (`Check.reads`, `Precondition.reads`) and those it gathers only
+when its rule asks (`Check.on_demand`); the registry looks each name up here and memoises the
+probe's result on the `Context`, so the GPU child process or a checkpoint scan runs once however
+many checks read it. Probes are named as "module:function" and imported only when a check asks,
+which keeps `python -m diagnostics --help` free of heavy imports.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ FACT_PROBES: Dict[str, str] = {
     "ctx": "diagnostics.facts:context",
     "environ": "diagnostics.facts:environ",
     "options": "diagnostics.facts:options",
+    "cwd": "diagnostics.facts:cwd",
     # interpreter, packages, RAM and disk
     "environment": "diagnostics.probes.environment:probe_environment",
     "versions": "diagnostics.probes.environment:installed_versions",
@@ -36,6 +38,7 @@ FACT_PROBES: Dict[str, str] = {
     "cache": "diagnostics.probes.cache:probe_cache",
     "hub": "diagnostics.probes.hub:probe_hub",
     "hub_downloads": "diagnostics.probes.cache:hub_downloads",
+    "tokenizer": "diagnostics.rules.cache:tokenizer_results",  # ref -> the CLIP tokenizer loaded in a child
     # checkpoint, config, model
     "checkpoint": "diagnostics.probes.checkpoint:probe_checkpoint",
     "ldm_config": "diagnostics.probes.ldm_config:probe_ldm_config",
@@ -54,7 +57,7 @@ def probe_for(name: str) -> Callable[[Any], Any]:
 
 # Views of the context itself: handed over as they are, never memoised into the facts that the
 # report writes out (the environment may hold tokens; the context is not data).
-CONTEXT_VIEWS = ("ctx", "environ", "options")
+CONTEXT_VIEWS = ("ctx", "environ", "options", "cwd")
 
 
 def get_fact(ctx, name: str) -> Any:
@@ -77,6 +80,11 @@ def environ(ctx) -> Dict[str, str]:
 
 def options(ctx):
     return ctx.options
+
+
+def cwd(ctx):
+    """The working directory the run looks at (relative model paths, shadowing directories)."""
+    return ctx.cwd
 
 
 def python(ctx) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ def _locations(tmp_path, version="5.24.0", **env):
 
 
 def _clip(tmp_path, versions=V5):
-    return nm.needed_models(None, [], versions, tmp_path)["models"][0]
+    return nm.needed_models(None, [], versions, tmp_path).models[0]
 
 
 LIBS = [pytest.param(None, id="builtin"), pytest.param("hub", id="huggingface_hub")]
@@ -152,7 +152,7 @@ def test_shadow_dirs_in_cwd_and_code_root(tmp_path):
     (root / "openai" / "clip-vit-large-patch14").mkdir(parents=True)
     for name, data in clip_repo().items():
         (root / "openai" / "clip-vit-large-patch14" / name).write_bytes(data)
-    model = nm.needed_models(None, [], V5, tmp_path)["models"]
+    model = nm.needed_models(None, [], V5, tmp_path).models
     found = cache_probe.shadow_dirs(model, cwd, str(root))
     assert [(s["base"], s["complete"]) for s in found] == [("working directory", False), ("code root", True)]
     assert found[0]["missing"] == ["vocab.json", "merges.txt", "config.json", "model.safetensors"]

@@ -25,8 +25,7 @@ def clip_model(versions=V5, **over):
     model = nm.model_entry(CLIP, "FrozenCLIPEmbedder", "default", nm.clip_text_groups(versions),
                            Path("/nonexistent"), tokenizer_check="clip",
                            config_key="model.params.cond_stage_config.params.version")
-    model.update(over)
-    return model
+    return replace(model, **over)
 
 
 def resolution(model, missing=(), layout="hub", where="/cache/hub", corrupt=()):
@@ -279,18 +278,23 @@ def test_model_id_option_fix_says_to_load_the_directory():
 
 
 def test_a_checkpoint_with_clip_l_makes_provision_clip_the_first_fix(tmp_path):
-    from diagnostics.context import DEFAULT_CLIP_ID, Context, Options
+    from diagnostics.context import DEFAULT_CLIP_ID
     from diagnostics.rules.cache import provision_hint
 
     ckpt = tmp_path / "sd15.ckpt"
-    ctx = Context(Options(checkpoint=str(ckpt)), environ={})
-    ctx.set_fact("checkpoint", {"text_encoder": {"present": True, "kind": "clip-l"}})
-    hint = provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID})
+
+    def checkpoint_with(text_encoder):
+        return lambda: {"text_encoder": text_encoder}
+
+    def unread():
+        raise AssertionError("the checkpoint is read only for CLIP ViT-L/14 with a --checkpoint")
+
+    hint = provision_hint(str(ckpt), checkpoint_with({"present": True, "kind": "clip-l"}), {"repo_id": DEFAULT_CLIP_ID})
     steps = parse_fix(hint)
     assert steps[0].text.startswith("No download needed")
     assert steps[0].code == f"python -m diagnostics provision-clip --checkpoint {ckpt} --hf-cache"
     assert steps[1].text == "Otherwise:"
-    assert provision_hint(ctx, {"repo_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}) == ""
-    ctx.set_fact("checkpoint", {"text_encoder": {"present": False, "kind": None}})
-    assert provision_hint(ctx, {"repo_id": DEFAULT_CLIP_ID}) == ""
-    assert provision_hint(Context(Options(), environ={}), {"repo_id": DEFAULT_CLIP_ID}) == ""
+    assert provision_hint(str(ckpt), unread, {"repo_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"}) == ""
+    assert provision_hint(str(ckpt), checkpoint_with({"present": False, "kind": None}),
+                          {"repo_id": DEFAULT_CLIP_ID}) == ""
+    assert provision_hint(None, unread, {"repo_id": DEFAULT_CLIP_ID}) == ""

@@ -167,3 +167,14 @@ def test_ca_bundle_variable_naming_a_missing_file(tmp_path):
                             REQUESTS_CA_BUNDLE=str(tmp_path / "missing.pem"))
     tls = found["hub.tls"]
     assert tls.status is Status.FAIL and "cannot be loaded" in tls.summary and "unset" in tls.fix
+
+
+def test_a_complete_cache_online_makes_no_network_call_for_the_cache_verdicts(tmp_path):
+    populate_cache(tmp_path / "hf" / "hub", CLIP_ID, clip_repo())
+    with FakeHub() as hub:
+        ctx = make_context(hermetic_env(tmp_path, HF_ENDPOINT=hub.endpoint), tmp_path)
+        found, _ = run_codes(ctx, "cache.model-missing", "cache.incomplete", "cache.disk-space")
+        assert hub.requests == []
+    assert "hub" not in ctx.facts  # the on-demand network probe was never asked for
+    assert found["cache.model-missing"][0].status is Status.OK
+    assert found["cache.disk-space"][0].status is Status.OK

@@ -10,17 +10,23 @@ LDM configs use); nothing of the user's code is imported.
 A model is described by file *groups*: a group is satisfied when any one of its names is present
 (e.g. the text-encoder weights are `model.safetensors` or `pytorch_model.bin`). Required groups
 decide whether loading works; optional groups are fetched when they exist (tokenizer.json).
+
+The fact is typed: `NeededModels` holds a tuple of `NeededModel` records, and `to_dict()` gives the
+JSON the report has always written. A `NeededModel` also reads as that JSON mapping
+(`model["ref"]`), the form the cache resolver and the `provision-clip` remedy share with it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..context import DEFAULT_CLIP_ID
 from ..util import version_at_least
+from .fact_record import UNSET, FactRecord, jsonable
 
 FROZEN_CLIP = "FrozenCLIPEmbedder"
 FROZEN_OPENCLIP = "FrozenOpenCLIPEmbedder"
@@ -121,28 +127,60 @@ def is_repo_id(ref: str) -> bool:
     return bool(_REPO_ID.match(ref)) and not looks_like_path(ref)
 
 
-def model_entry(ref: str, loader: str, via: str, groups: List[Dict[str, Any]], cwd: Path,
-                cache_user: str = "transformers", tokenizer_check: Optional[str] = None,
-                config_key: Optional[str] = None) -> Dict[str, Any]:
-    """One needed model. `kind` is what the loader will do with `ref`:
+@dataclass(frozen=True, eq=False)
+class NeededModel(FactRecord):
+    """One model the deployment loads, and the files its loader reads.
+
+    `kind` is what the loader will do with `ref`:
     - "local": a path, or an id that names an existing directory relative to the working directory
       (transformers then never looks at the cache or the Hub: the seed's shadowing trap);
-    - "hub": a repo id resolved through the cache / the Hub.
+    - "hub": a repo id resolved through the cache / the Hub;
+    - "unknown": an open_clip model whose Hub repo is not known (`note` says so).
     """
-    entry: Dict[str, Any] = {
-        "ref": ref, "loader": loader, "via": via, "groups": groups, "cache_user": cache_user,
-        "tokenizer_check": tokenizer_check, "config_key": config_key,
-        "repo_id": None, "path": None, "kind": "hub", "shadowed": False,
-    }
+
+    ref: str  # the value the loader gets (a repo id or a path)
+    loader: str  # FrozenCLIPEmbedder, FrozenOpenCLIPEmbedder, from_pretrained, --model-id, ...
+    via: str  # where the value comes from (the config key, a default, an option)
+    groups: List[Dict[str, Any]]  # {"purpose", "names", "required"}: the files, any name of a group will do
+    cache_user: str = "transformers"  # the library whose cache the files are read from
+    tokenizer_check: Optional[str] = None  # "clip": the CLIP tokenizer check loads it
+    config_key: Optional[str] = None  # the dotted config key to change in a fix
+    repo_id: Optional[str] = None
+    path: Optional[str] = None  # the directory, for a local model
+    kind: str = "hub"
+    shadowed: bool = False  # a repo id that a directory of the working directory turns into a path
+    note: Any = UNSET  # kind "unknown": why the files cannot be told
+    openclip: Any = UNSET  # open_clip models: {"arch", "pretrained"}
+
+
+@dataclass(frozen=True)
+class NeededModels:
+    """The `needed_models` fact: the models of the config (or the assumed default) plus `--model-id`s."""
+
+    config: Optional[str]  # the config path, None without --config
+    config_error: Optional[str] = None  # why the config could not be read
+    parser: Optional[str] = None  # the yaml reader used: omegaconf, yaml, builtin, none
+    assumed_default: bool = False  # FrozenCLIPEmbedder's default was assumed (no config, or unreadable)
+    models: Tuple[NeededModel, ...] = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"config": self.config, "config_error": self.config_error, "parser": self.parser,
+                "assumed_default": self.assumed_default, "models": [jsonable(model) for model in self.models]}
+
+
+def model_entry(ref: str, loader: str, via: str, groups: List[Dict[str, Any]], cwd: Path,
+                cache_user: str = "transformers", tokenizer_check: Optional[str] = None,
+                config_key: Optional[str] = None) -> NeededModel:
+    """One needed model, its `kind` decided from `ref` and the working directory (see `NeededModel`)."""
     expanded = os.path.expanduser(ref)
     local = Path(expanded) if os.path.isabs(expanded) else Path(cwd) / expanded
+    where: Dict[str, Any] = {"repo_id": ref}
     if looks_like_path(ref):
-        entry.update(kind="local", path=str(local))
+        where = {"kind": "local", "path": str(local), "repo_id": None}
     elif local.is_dir():
-        entry.update(kind="local", path=str(local), repo_id=ref, shadowed=True)
-    else:
-        entry["repo_id"] = ref
-    return entry
+        where = {"kind": "local", "path": str(local), "repo_id": ref, "shadowed": True}
+    return NeededModel(ref=ref, loader=loader, via=via, groups=groups, cache_user=cache_user,
+                       tokenizer_check=tokenizer_check, config_key=config_key, **where)
 
 
 # -- reading the config --------------------------------------------------------------------------
@@ -234,8 +272,8 @@ def _cond_stage(config: Dict[str, Any]) -> Tuple[Optional[str], Optional[Dict[st
     return None, None
 
 
-def models_from_config(config: Dict[str, Any], versions: Mapping[str, Optional[str]], cwd: Path) -> List[Dict[str, Any]]:
-    models: List[Dict[str, Any]] = []
+def models_from_config(config: Dict[str, Any], versions: Mapping[str, Optional[str]], cwd: Path) -> List[NeededModel]:
+    models: List[NeededModel] = []
     handled_keys = set()
     cs_key, cs = _cond_stage(config)
     if cs is not None:
@@ -262,10 +300,9 @@ def models_from_config(config: Dict[str, Any], versions: Mapping[str, Optional[s
                                     openclip_groups(), cwd, cache_user="huggingface_hub",
                                     config_key=f"{where}.version")
                 if repo is None:
-                    entry.update(kind="unknown", repo_id=None,
-                                 note=f"ldm-diagnostics does not know which Hub repo open_clip uses for {arch}/{tag}")
-                entry["openclip"] = {"arch": arch, "pretrained": tag}
-                models.append(entry)
+                    entry = replace(entry, kind="unknown", repo_id=None,
+                                    note=f"ldm-diagnostics does not know which Hub repo open_clip uses for {arch}/{tag}")
+                models.append(replace(entry, openclip={"arch": arch, "pretrained": tag}))
         elif cls == "FrozenCLIPT5Encoder":
             clip_v = str(params.get("clip_version") or DEFAULT_CLIP_ID)
             t5_v = str(params.get("t5_version") or "google/t5-v1_1-xl")
@@ -293,17 +330,16 @@ def models_from_config(config: Dict[str, Any], versions: Mapping[str, Optional[s
 
 
 def needed_models(config_path: Optional[str], model_ids: List[str], versions: Mapping[str, Optional[str]],
-                  cwd: Path) -> Dict[str, Any]:
-    facts: Dict[str, Any] = {"config": config_path, "config_error": None, "parser": None,
-                             "assumed_default": False, "models": []}
-    models: List[Dict[str, Any]] = []
+                  cwd: Path) -> NeededModels:
+    config_error: Optional[str] = None
+    parser: Optional[str] = None
+    models: List[NeededModel] = []
     if config_path:
-        data, error, parser = load_config(config_path)
-        facts.update(config_error=error, parser=parser)
+        data, config_error, parser = load_config(config_path)
         if data is not None:
             models = models_from_config(data, versions, cwd)
-    if not config_path or facts["config_error"]:
-        facts["assumed_default"] = True
+    assumed_default = not config_path or bool(config_error)
+    if assumed_default:
         why = "no --config given" if not config_path else "the config could not be read"
         models.append(model_entry(DEFAULT_CLIP_ID, FROZEN_CLIP, f"assumed: default of {FROZEN_CLIP} ({why})",
                                   clip_text_groups(versions), cwd, tokenizer_check="clip"))
@@ -313,15 +349,17 @@ def needed_models(config_path: Optional[str], model_ids: List[str], versions: Ma
         models.append(model_entry(ref, "--model-id", "--model-id", groups, cwd,
                                   tokenizer_check="clip" if is_clip else None))
     seen = set()
+    kept: List[NeededModel] = []
     for m in models:
-        key = (m["ref"], m["loader"] == FROZEN_OPENCLIP)
+        key = (m.ref, m.loader == FROZEN_OPENCLIP)
         if key not in seen:
             seen.add(key)
-            facts["models"].append(m)
-    return facts
+            kept.append(m)
+    return NeededModels(config=config_path, config_error=config_error, parser=parser,
+                        assumed_default=assumed_default, models=tuple(kept))
 
 
-def probe_needed_models(ctx) -> Dict[str, Any]:
+def probe_needed_models(ctx) -> NeededModels:
     from .environment import probe_environment
 
     versions = ctx.fact("environment", probe_environment)["packages"]

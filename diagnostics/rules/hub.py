@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ..findings import Finding, Status, skip, verdict
 from ..probes.hub import HubFacts
+from ..probes.needed_models import NeededModel, NeededModels
 from ..registry import Check, Precondition
 from ..util import fmt_bytes
 from .cache import offline_var, shell_quote
@@ -353,8 +354,8 @@ def _with_stakes(rule):
     return evaluate
 
 
-def _hub_models(needed_models) -> List[Dict[str, Any]]:
-    return [model for model in needed_models["models"] if model["kind"] == "hub" and model.get("repo_id")]
+def _hub_models(needed_models: NeededModels) -> List[NeededModel]:
+    return [model for model in needed_models.models if model.kind == "hub" and model.repo_id]
 
 
 def check_http_status(hub: HubFacts, hub_downloads: List[str], versions, needed_models) -> List[Finding]:

@@ -37,8 +37,8 @@ def hub_downloads(ctx) -> List[str]:
     from ..needed_models import probe_needed_models
 
     resolutions = ctx.fact("cache", probe_cache).resolutions()
-    return [model["ref"] for model in ctx.fact("needed_models", probe_needed_models)["models"]
-            if model["kind"] == "hub" and resolutions[model["ref"]]["missing"]]
+    return [model.ref for model in ctx.fact("needed_models", probe_needed_models).models
+            if model.kind == "hub" and resolutions[model.ref]["missing"]]
 
 
 def probe_cache(ctx) -> CacheFacts:
@@ -47,18 +47,18 @@ def probe_cache(ctx) -> CacheFacts:
     from ..needed_models import probe_needed_models
 
     versions = ctx.fact("environment", probe_environment)["packages"]
-    needed = ctx.fact("needed_models", probe_needed_models)["models"]
+    needed = ctx.fact("needed_models", probe_needed_models).models
     locations = cache_locations(ctx.environ, versions)
     prefer_library_answer(locations, hub_constants(ctx))
     library = hub_cache_library()
     transformers_dir = locations["transformers"]["path"]
     paths = {transformers_dir}
-    if any(model["cache_user"] != "transformers" for model in needed):
+    if any(model.cache_user != "transformers" for model in needed):
         paths.add(locations["hub"]["path"])
     return CacheFacts(
         locations=locations,
         offline=offline_state(ctx.environ, versions.get("transformers")),
-        models=[ModelCache(model["ref"], resolve_model(model, locations, library)) for model in needed],
+        models=[ModelCache(model.ref, resolve_model(model, locations, library)) for model in needed],
         scan=scan_cache(transformers_dir, locations["transformers"]["layout"], library),
         writable={path: writable(path) for path in sorted(paths)},
         disk_free={path: disk_free(path) for path in sorted(paths)},

@@ -126,8 +126,8 @@ def probe_hub(ctx) -> HubFacts:
     from ..needed_models import probe_needed_models
 
     versions = dict(ctx.fact("environment", probe_environment)["packages"])
-    models = ctx.fact("needed_models", probe_needed_models)["models"]
-    hub_refs = {model["ref"] for model in models if model["kind"] == "hub" and model.get("repo_id")}
+    models = ctx.fact("needed_models", probe_needed_models).models
+    hub_refs = {model.ref for model in models if model.kind == "hub" and model.repo_id}
     if not hub_refs:
         return HubFacts(skipped="no needed model is loaded from the Hub (all are local paths)")
     cache = ctx.fact("cache", probe_cache)

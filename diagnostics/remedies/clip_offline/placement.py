@@ -24,6 +24,7 @@ from .tower import REPO_ID, TextTower
 from .writers import StagedFile, atomic_write, tmp_path, unlink_quietly
 
 if TYPE_CHECKING:
+    from ...probes.needed_models import NeededModel
     from .provisioning import ProvisionResult
 
 MARKER = "README.md"
@@ -64,14 +65,14 @@ def existing_is_ours(existing: Dict[str, Any], layout: Optional[str]) -> Optiona
 
 
 def clip_model_entry(versions: Mapping[str, Optional[str]], kind: str = "hub",
-                     path: Optional[str] = None) -> Dict[str, Any]:
-    """The needed-model description (as probes/needed_models builds it) of FrozenCLIPEmbedder's default."""
-    from ...probes.needed_models import FROZEN_CLIP, clip_text_groups
+                     path: Optional[str] = None) -> "NeededModel":
+    """The needed-model description (a `NeededModel`, as probes/needed_models builds it) of
+    FrozenCLIPEmbedder's default."""
+    from ...probes.needed_models import FROZEN_CLIP, NeededModel, clip_text_groups
 
-    return {"ref": path or REPO_ID, "loader": FROZEN_CLIP, "via": "provision-clip",
-            "groups": clip_text_groups(versions),
-            "cache_user": "transformers", "tokenizer_check": "clip", "config_key": None,
-            "repo_id": REPO_ID if kind == "hub" else None, "path": path, "kind": kind, "shadowed": False}
+    return NeededModel(ref=path or REPO_ID, loader=FROZEN_CLIP, via="provision-clip", groups=clip_text_groups(versions),
+                       cache_user="transformers", tokenizer_check="clip", config_key=None,
+                       repo_id=REPO_ID if kind == "hub" else None, path=path, kind=kind, shadowed=False)
 
 
 def existing_resolution(locations: Dict[str, Any], versions: Mapping[str, Optional[str]],

@@ -15,11 +15,14 @@ import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ...clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
 from .provisioning import ProvisionResult, minimal_download
 from .tower import REPO_ID
+
+if TYPE_CHECKING:
+    from ...probes.needed_models import NeededModel
 
 CACHE_CHECKS = ("cache.model-missing", "cache.incomplete", "cache.shadowing-dir", "tokenizer.functional")
 DIR_CHECKS = ("cache.model-missing", "tokenizer.functional")
@@ -103,16 +106,16 @@ def clip_refs(ctx) -> List[str]:
     from ...probes.needed_models import probe_needed_models
 
     needed = ctx.fact("needed_models", probe_needed_models)
-    return [model["ref"] for model in needed["models"] if model.get("tokenizer_check") == "clip"]
+    return [model.ref for model in needed.models if model.tokenizer_check == "clip"]
 
 
-def clip_model(ctx, versions: Mapping[str, Optional[str]]) -> Dict[str, Any]:
+def clip_model(ctx, versions: Mapping[str, Optional[str]]) -> "NeededModel":
     """The config's CLIP model (as needed_models describes it), else FrozenCLIPEmbedder's default."""
     from ...probes.needed_models import probe_needed_models
     from .placement import clip_model_entry
 
-    return next((model for model in ctx.fact("needed_models", probe_needed_models)["models"]
-                 if model.get("tokenizer_check") == "clip"), None) or clip_model_entry(versions)
+    return next((model for model in ctx.fact("needed_models", probe_needed_models).models
+                 if model.tokenizer_check == "clip"), None) or clip_model_entry(versions)
 
 
 def run_affected(ctx, check_ids: Sequence[str]) -> List[Any]:

@@ -15,6 +15,7 @@ from ...clip_files import PROBE_IDS, PROBE_TEXT, VOCAB_SIZE
 from ...findings import Finding, Status, verdict
 from ...probes.cache.facts import OfflineState
 from ...probes.hub.facts import HubFacts
+from ...probes.needed_models import NeededModels
 from ...util import fmt_bytes, version_at_least
 from .fixes import (Versions, download_cli, download_command, download_size, fenced, files_to_fetch, model_fix,
                     network_ok_for, offline_var, shell_quote, why_unreachable)
@@ -28,20 +29,20 @@ TOKENIZER_EVIDENCE_KEYS = (
     "ids", "error_type", "error", "seconds", "stderr_tail", "cwd", "name_or_path")
 
 
-def rule_needed_models(needed_models: Dict[str, Any]) -> Finding:
-    models = needed_models["models"]
-    listing = [{"ref": m["ref"], "kind": m["kind"], "loader": m["loader"], "via": m["via"],
-                "files": [n for g in m["groups"] for n in g["names"]], "path": m.get("path")} for m in models]
-    evidence = {"config": needed_models.get("config"), "parser": needed_models.get("parser"), "models": listing}
-    names = ", ".join(f"{m['ref']} ({m['loader']}, {m['via']})" for m in models)
-    if needed_models.get("config_error"):
-        return verdict(Status.WARN, f"The config {needed_models['config']} could not be read ({needed_models['config_error']}); assumed {names}.",
+def rule_needed_models(needed_models: NeededModels) -> Finding:
+    models = needed_models.models
+    listing = [{"ref": m.ref, "kind": m.kind, "loader": m.loader, "via": m.via,
+                "files": [n for g in m.groups for n in g["names"]], "path": m.path} for m in models]
+    evidence = {"config": needed_models.config, "parser": needed_models.parser, "models": listing}
+    names = ", ".join(f"{m.ref} ({m.loader}, {m.via})" for m in models)
+    if needed_models.config_error:
+        return verdict(Status.WARN, f"The config {needed_models.config} could not be read ({needed_models.config_error}); assumed {names}.",
                        evidence=evidence, cause="The yaml is unreadable or not valid YAML.",
-                       fix=f"Check the file: `python -c \"import yaml,sys; yaml.safe_load(open(sys.argv[1]))\" {shell_quote(needed_models['config'])}`")
+                       fix=f"Check the file: `python -c \"import yaml,sys; yaml.safe_load(open(sys.argv[1]))\" {shell_quote(needed_models.config)}`")
     if not models:
-        return verdict(Status.OK, f"The config {needed_models['config']} needs no Hugging Face model.",
+        return verdict(Status.OK, f"The config {needed_models.config} needs no Hugging Face model.",
                        evidence=evidence)
-    if needed_models.get("assumed_default"):
+    if needed_models.assumed_default:
         return verdict(Status.INFO, f"No config given: assuming {names}. Pass --config to check what your yaml really loads.",
                        evidence=evidence)
     return verdict(Status.INFO, f"Needed: {names}.", evidence=evidence)
