@@ -13,8 +13,8 @@ import importlib
 from typing import Any, Callable, Dict
 
 FACT_PROBES: Dict[str, str] = {
-    # the world the run looks at (Context); "ctx" is the context itself, for a check that drives
-    # several probes in an order of its own (e.g. the model build) or a hand-made check in tests
+    # the world the run looks at (Context); "ctx" is the context itself, for a check that needs it
+    # (the config comparisons, see rules/config/common.py) or a hand-made check in tests
     "ctx": "diagnostics.facts:context",
     "environ": "diagnostics.facts:environ",
     "options": "diagnostics.facts:options",
@@ -43,6 +43,7 @@ FACT_PROBES: Dict[str, str] = {
     "checkpoint": "diagnostics.probes.checkpoint:probe_checkpoint",
     "ldm_config": "diagnostics.probes.ldm_config:probe_ldm_config",
     "model": "diagnostics.probes.model:probe_model",
+    "text_encoder_files": "diagnostics.probes.model:probe_text_encoder_files",
 }
 
 

@@ -7,7 +7,8 @@
 - `checkpoint_shapes` gives key -> shape for the static config checks: from the checkpoint facts
   (`probes/checkpoint/`, the one non-executing reader), else from
   `torch.load(weights_only=True, mmap=True, map_location="meta")` in a child process.
-- `text_encoder_files` says which CLIP files a `version:` (hub id or directory) lacks on disk.
+- `text_encoder_files` says which CLIP files a `version:` (hub id or directory) lacks on disk;
+  `probe_text_encoder_files` asks it for the config's text encoder (the `text_encoder_files` fact).
 
 Missing, unexpected and size-mismatched keys are grouped by component prefix here (data only: the
 explanations are the rules' job), keeping counts and the first keys so a 688-key EMA gap stays small.
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..context import DEFAULT_CLIP_ID
 from ._model_child.protocol import MARK, parse_event_line
 from .cache import hub_cache_dir
 from .checkpoint import probe_checkpoint
@@ -330,3 +332,12 @@ def text_encoder_files(version: str, environ: Mapping[str, str], cwd: Optional[s
         missing.append(" or ".join(MODEL_WEIGHTS))
     facts["missing"] = missing
     return facts
+
+
+def probe_text_encoder_files(ctx) -> Dict[str, Any]:
+    """`text_encoder_files` for the `version:` of the config's text encoder (FrozenCLIPEmbedder's
+    default when the config sets none), memoised as the `text_encoder_files` fact."""
+    config = ctx.fact("ldm_config", probe_ldm_config)
+    cond = ((config.get("summary") or {}).get("cond_stage_config") or {})
+    version = str((cond.get("params") or {}).get("version") or DEFAULT_CLIP_ID)
+    return text_encoder_files(version, ctx.environ, str(ctx.cwd))

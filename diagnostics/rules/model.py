@@ -1,6 +1,6 @@
 """Building, loading and running the user's model: `model.*` and `cuda.memory`.
 
-The facts come from one child-process run (`probes/model.py`, memoised as `ctx.fact("model")`):
+The facts come from one child-process run (`probes/model.py`, the `model` fact):
 import the config's target with the user's code first on sys.path, instantiate it the way
 `ldm.util.instantiate_from_config` does, load the checkpoint with `strict=False`, move it to the
 device and run a smoke forward. These rules turn that run into findings; the pieces live apart:
@@ -14,35 +14,31 @@ device and run a smoke forward. These rules turn that run into findings; the pie
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional
 
-from ..findings import Finding, Status, skip
-from ..probes.code import probe_ldm
-from ..probes.ldm_config import probe_ldm_config
-from ..probes.model import probe_model, text_encoder_files
+from ..findings import Finding, Status, verdict
 from ..registry import Check
 from ..util import fmt_bytes
 from .model_diagnosis import CLIP_RELATED, diagnose
 from .model_keys import explain_group, rule_model_load_keys
-from .model_stages import (COMPONENT_NAMES, STAGE_CHECK, error_finding, failed_before, first_line, fmt_params,
-                           not_run, secs)
+from .model_stages import (COMPONENT_NAMES, STAGE_CHECK, code_root_missing, error_finding, failed_before, first_line,
+                           fmt_params, not_run, secs, skipped)
 
 __all__ = ["CHECKS", "degenerate_tokenizer", "diagnose", "explain_group", "rule_cuda_memory", "rule_model_import",
            "rule_model_instantiate", "rule_model_load_keys", "rule_smoke_forward"]
 
 
-def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
-                      versions: Optional[Mapping[str, Optional[str]]] = None) -> Finding:
-    code, title = "model.import", "Import of the model code"
-    skipped_run = not_run(code, title, model)
-    if skipped_run:
-        return skipped_run
+def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]],
+                      versions: Optional[Mapping[str, Optional[str]]]) -> Finding:
+    before = code_root_missing(model) or not_run(model)
+    if before:
+        return before
     err = model.get("error")
     if err and err.get("stage") in ("import", "start"):
-        return error_finding(code, title, err, diagnose(err, ldm, versions), model)
+        return error_finding(err, diagnose(err, ldm, versions), model)
     data = (model.get("stages") or {}).get("import")
     if not data:
-        return skip(code, title, "The import step did not report (see the model output).")
+        return skipped("The import step did not report (see the model output).")
     notable = model.get("notable") or {}
     evidence = {"target": data.get("target"), "target_file": data.get("target_file"), "ldm": data.get("ldm_file"),
                 "torch": data.get("torch"), "python": data.get("python"), "targets": data.get("targets"),
@@ -53,14 +49,14 @@ def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]]
     if bad:
         first = bad[0]
         diag = diagnose(dict(first.get("error") or {}, stage="import"), ldm, versions)
-        return Finding(code, Status.FAIL, title,
+        return verdict(Status.FAIL,
                        f"{data.get('target')} imports, but {len(bad)} other target(s) do not: {first['target']} "
                        f"({first['path']}): {diag.summary}", evidence=evidence, cause=diag.cause, fix=diag.fix,
-                       docs=list(diag.docs))
+                       docs=diag.docs)
     code_root = (model.get("request") or {}).get("code_root")
     ldm_file = data.get("ldm_file")
     if code_root and ldm_file and not _under(ldm_file, code_root):
-        return Finding(code, Status.WARN, title,
+        return verdict(Status.WARN,
                        f"{data.get('target')} imports, but from {ldm_file}, not from --code-root {code_root}: the "
                        "check ran against another copy of ldm than the one you pointed at.", evidence=evidence,
                        blocking=False,
@@ -72,7 +68,7 @@ def rule_model_import(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]]
     if ignored:
         note += f" Ignored {len(ignored)} ckpt_path entr{'y' if len(ignored) == 1 else 'ies'} of the config (the " \
                 "checkpoint is loaded separately, with weights_only=True)."
-    return Finding(code, Status.OK, title,
+    return verdict(Status.OK,
                    f"Imported {data.get('target')} from {data.get('ldm_file') or data.get('target_file')} "
                    f"(torch {data.get('torch')}) and {len(data.get('targets') or [])} other targets in "
                    f"{secs(data.get('seconds'))}.{note}", evidence=evidence)
@@ -92,25 +88,27 @@ def degenerate_tokenizer(tok: Optional[Mapping[str, Any]]) -> bool:
     return (tok.get("size") or 0) <= 3 or len(set(inner)) < 3
 
 
-def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]] = None,
-                           versions: Optional[Mapping[str, Optional[str]]] = None,
-                           clip_files: Optional[Mapping[str, Any]] = None,
-                           related: Sequence[Mapping[str, Any]] = ()) -> Finding:
-    code, title = "model.instantiate", "Model instantiation from the config"
-    skipped_run = not_run(code, title, model)
-    if skipped_run:
-        return skipped_run
-    before = failed_before(code, title, model, ("start", "import"))
+def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, Any]],
+                           versions: Optional[Mapping[str, Optional[str]]],
+                           text_encoder_files: Callable[[], Mapping[str, Any]],
+                           results: Mapping[str, Any]) -> Finding:
+    """`text_encoder_files` (on demand) is asked only when the instantiate step failed; `results` holds
+    the checks it needs (CLIP_RELATED), quoted when the failure is about the CLIP files."""
+    before = not_run(model) or failed_before(model, ("start", "import"))
     if before:
         return before
     err = model.get("error")
     if err and err.get("stage") == "instantiate":
+        clip_files = text_encoder_files()
         diag = diagnose(err, ldm, versions, clip_files)
-        return error_finding(code, title, err, diag, model, related=related if diag.kind == "clip-files" else (),
-                              extra={"text_encoder_files": clip_files} if diag.kind == "clip-files" else None)
+        if diag.kind != "clip-files":
+            return error_finding(err, diag, model)
+        related = [{"code": f.code, "status": f.status.value, "summary": f.summary}
+                   for code in CLIP_RELATED if code in results for f in results[code].findings]
+        return error_finding(err, diag, model, related=related, extra={"text_encoder_files": clip_files})
     data = (model.get("stages") or {}).get("instantiate")
     if not data:
-        return skip(code, title, "The instantiate step did not report (see the model output).")
+        return skipped("The instantiate step did not report (see the model output).")
     notable = model.get("notable") or {}
     comps = data.get("components") or {}
     parts = []
@@ -127,8 +125,8 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
                 "rss_peak": fmt_bytes(data.get("rss_peak_bytes")) if data.get("rss_peak_bytes") else None}
     tok = data.get("tokenizer")
     if degenerate_tokenizer(tok):
-        return Finding(
-            code, Status.FAIL, title,
+        return verdict(
+            Status.FAIL,
             f"The model built, but its CLIP tokenizer is empty: {tok.get('size')} tokens, "
             f"{tok.get('prompt')!r} -> {tok.get('ids')}: every prompt encodes to the same ids.",
             evidence=evidence,
@@ -138,30 +136,26 @@ def rule_model_instantiate(model: Mapping[str, Any], ldm: Optional[Mapping[str, 
                 "cache.model-missing).")
     how = "parameters on the meta device, no weights allocated" if data.get("meta") else "weights allocated"
     line = f" ({notable['params_lines'][0]})" if notable.get("params_lines") else ""
-    return Finding(code, Status.OK, title,
+    return verdict(Status.OK,
                    f"Built {str(data.get('class')).rsplit('.', 1)[-1]} in {secs(data.get('seconds'))} ({how}): "
                    + ", ".join(parts) + f"{line}.", evidence=evidence)
 
 
 
 def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
-    code, title = "model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode"
-    skipped_run = not_run(code, title, model)
-    if skipped_run:
-        return skipped_run
-    before = failed_before(code, title, model, ("start", "import", "instantiate", "load"))
+    before = not_run(model) or failed_before(model, ("start", "import", "instantiate", "load"))
     if before:
         return before
-    skipped = model.get("skipped") or {}
-    if "smoke" in skipped or "device" in skipped:
-        return skip(code, title, (skipped.get("smoke") or skipped.get("device") or "").rstrip(".") + ".")
+    not_done = model.get("skipped") or {}
+    if "smoke" in not_done or "device" in not_done:
+        return skipped((not_done.get("smoke") or not_done.get("device") or "").rstrip(".") + ".")
     err = model.get("error")
     if err and err.get("stage") in ("device", "smoke"):
-        return error_finding(code, title, err, diagnose(err), model)
+        return error_finding(err, diagnose(err), model)
     data = (model.get("stages") or {}).get("smoke")
     device = ((model.get("stages") or {}).get("device") or {})
     if not data:
-        return skip(code, title, "The smoke step did not report (see the model output).")
+        return skipped("The smoke step did not report (see the model output).")
     parts = data.get("parts") or {}
     problems, done = [], []
     for name, label in (("text", "text encoder"), ("unet", "UNet step"), ("vae", "VAE decode")):
@@ -181,8 +175,8 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
     where = f"on {device.get('device')} ({device.get('dtype')}) at {data.get('image_size')} px"
     if problems:
         nan = any("NaN" in p for p in problems)
-        return Finding(
-            code, Status.FAIL, title, f"Smoke forward {where}: " + "; ".join(problems) + ".", evidence=evidence,
+        return verdict(
+            Status.FAIL, f"Smoke forward {where}: " + "; ".join(problems) + ".", evidence=evidence,
             cause=("fp16 overflow (the SD VAE is known to produce NaN in half precision) or broken weights "
                    "." if nan else "The model cannot run a forward pass as configured "
                    "(traceback in the evidence)."),
@@ -194,29 +188,27 @@ def rule_smoke_forward(model: Mapping[str, Any]) -> Finding:
     note = f" Process peak memory (RSS) {fmt_bytes(rss)}." if rss and device.get("device") == "cpu" else ""
     if device.get("zero_filled"):
         note += f" {device['zero_filled']} tensors missing from the checkpoint were zero-filled for the run."
-    return Finding(code, Status.OK, title, f"Smoke forward {where}: " + ", ".join(done)
+    return verdict(Status.OK, f"Smoke forward {where}: " + ", ".join(done)
                    + f"; all outputs finite ({secs(total_seconds)}).{note}", evidence=evidence)
 
 
 def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
-    code, title = "cuda.memory", "GPU memory for the model"
     if not model.get("ran"):
-        return skip(code, title, model.get("message") or "The model was not built.")
-    skipped = model.get("skipped") or {}
+        return skipped(model.get("message") or "The model was not built.")
+    not_done = model.get("skipped") or {}
     device = (model.get("stages") or {}).get("device") or {}
     err = model.get("error")
-    if "device" in skipped:
-        return skip(code, title, str(skipped["device"]).rstrip(".") + ".")
+    if "device" in not_done:
+        return skipped(str(not_done["device"]).rstrip(".") + ".")
     if err and err.get("stage") in ("start", "import", "instantiate", "load"):
-        return skip(code, title, f"Did not run: the {err['stage']} step failed first (see "
-                                 f"{STAGE_CHECK.get(err['stage'])}).")
+        return skipped(f"Did not run: the {err['stage']} step failed first (see {STAGE_CHECK.get(err['stage'])}).")
     req = model.get("request") or {}
     if device.get("device") == "cpu" or (not device and req.get("device") == "cpu"):
-        return skip(code, title, "--device cpu was given: the model ran on the CPU, GPU memory was not measured.")
+        return skipped("--device cpu was given: the model ran on the CPU, GPU memory was not measured.")
     if err and err.get("stage") in ("device", "smoke") and (err.get("kind") == "oom" or
                                                           "out of memory" in str(err.get("message")).lower()):
         total = device.get("total_memory")
-        return Finding(code, Status.FAIL, title,
+        return verdict(Status.FAIL,
                        f"CUDA out of memory during {err['stage']}: `{first_line(str(err.get('message')))}`.",
                        evidence={"stage": err["stage"], "error": err.get("message"),
                                  "total_memory": fmt_bytes(total) if total else None,
@@ -228,7 +220,7 @@ def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
                            "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.",
                        docs=["https://github.com/CompVis/stable-diffusion/issues/760"])
     if not device:
-        return skip(code, title, "The model was not moved to a GPU.")
+        return skipped("The model was not moved to a GPU.")
     smoke = (model.get("stages") or {}).get("smoke") or {}
     peak = smoke.get("max_memory_allocated") or device.get("max_memory_allocated")
     total = device.get("total_memory")
@@ -240,51 +232,21 @@ def rule_cuda_memory(model: Mapping[str, Any]) -> Finding:
             + (f" during a {smoke.get('image_size')} px smoke forward" if smoke else "")
             + (f", of {fmt_bytes(total)}" if total else "") + ".")
     if total and peak and peak > 0.9 * total:
-        return Finding(code, Status.WARN, title, text + " That is over 90% of the GPU: full-size sampling with "
+        return verdict(Status.WARN, text + " That is over 90% of the GPU: full-size sampling with "
                                                         "batches will run out of memory.", evidence=evidence,
                        fix="Use fp16 (LDM_DIAG_DTYPE=fp16), use_ema: False, or a GPU with more memory.")
-    return Finding(code, Status.OK, title, text, evidence=evidence)
+    return verdict(Status.OK, text, evidence=evidence)
 
 
 # ---------------------------------------------------------------------------------------------
 
-
-def _model(ctx):
-    return ctx.fact("model", probe_model)
-
-
-def _versions(ctx):
-    from ..probes.environment import installed_versions
-
-    return installed_versions(ctx)
-
-
-def _clip_version(ctx) -> str:
-    config = ctx.fact("ldm_config", probe_ldm_config)
-    cond = ((config.get("summary") or {}).get("cond_stage_config") or {})
-    return str((cond.get("params") or {}).get("version") or "openai/clip-vit-large-patch14")
-
-
-def _instantiate(ctx, results):
-    """model.instantiate: `results` holds the checks it needs (CLIP_RELATED), run once per Context."""
-    model = _model(ctx)
-    err = model.get("error") or {}
-    clip_files = None
-    related: List[Dict[str, Any]] = []
-    if err.get("stage") == "instantiate":
-        version = _clip_version(ctx)
-        clip_files = ctx.fact("text_encoder_files", lambda c: text_encoder_files(version, c.environ, str(c.cwd)))
-        related = [{"code": f.code, "status": f.status.value, "summary": f.summary}
-                   for code in CLIP_RELATED if code in results for f in results[code].findings]
-    return [rule_model_instantiate(model, ctx.fact("ldm", probe_ldm), _versions(ctx), clip_files, related)]
-
-
+_RUN = ("model", "ldm", "versions")  # the model run, the ldm code it imported, the installed versions
 CHECKS: List[Check] = [
-    Check("model.import", "Import of the model code",
-          lambda ctx: [rule_model_import(_model(ctx), ctx.fact("ldm", probe_ldm), _versions(ctx))], reads=("ctx",)),
-    Check("model.instantiate", "Model instantiation from the config", _instantiate, reads=("ctx",), needs=CLIP_RELATED),
-    Check("model.load-keys", "Checkpoint keys vs model (strict=False)", lambda ctx: [rule_model_load_keys(_model(ctx))], reads=("ctx",)),
-    Check("model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode",
-          lambda ctx: [rule_smoke_forward(_model(ctx))], reads=("ctx",)),
-    Check("cuda.memory", "GPU memory for the model", lambda ctx: [rule_cuda_memory(_model(ctx))], reads=("ctx",)),
+    Check("model.import", "Import of the model code", rule_model_import, reads=_RUN),
+    Check("model.instantiate", "Model instantiation from the config", rule_model_instantiate, reads=_RUN,
+          on_demand=("text_encoder_files",), needs=CLIP_RELATED),
+    Check("model.load-keys", "Checkpoint keys vs model (strict=False)", rule_model_load_keys, reads=("model",)),
+    Check("model.smoke-forward", "Smoke forward: text encoder, one UNet step, VAE decode", rule_smoke_forward,
+          reads=("model",)),
+    Check("cuda.memory", "GPU memory for the model", rule_cuda_memory, reads=("model",)),
 ]

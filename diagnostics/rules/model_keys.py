@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping
 
-from ..findings import Finding, Status, skip, worst
+from ..findings import Finding, Status, verdict, worst
 from .model_diagnosis import diagnose
-from .model_stages import Diagnosis, error_finding, failed_before, not_run, secs
+from .model_stages import Diagnosis, error_finding, failed_before, not_run, secs, skipped
 
 GROUP_NAMES = {"unet": "UNet", "ema": "EMA (LitEma)", "vae": "VAE", "text_encoder": "text encoder",
                "controlnet": "ControlNet", "depth": "depth model", "image_embedder": "image embedder",
@@ -110,11 +110,11 @@ def explain_group(kind: str, group: Mapping[str, Any], info: Mapping[str, Any]) 
             "related": related}
 
 
-def _load_failed(code: str, title: str, err: Mapping[str, Any], model: Mapping[str, Any]) -> Finding:
+def _load_failed(err: Mapping[str, Any], model: Mapping[str, Any]) -> Finding:
     if err.get("kind") == "weights-only-refused":
         unsafe = err.get("unsafe_globals") or []
-        return Finding(
-            code, Status.FAIL, title,
+        return verdict(
+            Status.FAIL,
             "torch.load(weights_only=True) refused the checkpoint"
             + (f": it pickles {', '.join(unsafe[:5])}" if unsafe else "") + ". The harness never unpickles "
             "arbitrary code, so the keys were not compared.",
@@ -126,27 +126,23 @@ def _load_failed(code: str, title: str, err: Mapping[str, Any], model: Mapping[s
                 "`safetensors.torch.save_file`), and deploy that.",
             docs=["https://pytorch.org/docs/stable/notes/serialization.html#weights-only"])
     diag = diagnose(err)
-    return error_finding(code, title, err, Diagnosis(
+    return error_finding(err, Diagnosis(
         f"The checkpoint could not be read: {diag.summary}", diag.cause,
         "Check the file with `python -m diagnostics inspect CKPT` (see ckpt.*).", kind=diag.kind), model)
 
 
 def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
-    code, title = "model.load-keys", "Checkpoint keys vs model (strict=False)"
-    skipped = not_run(code, title, model)
-    if skipped:
-        return skipped
-    before = failed_before(code, title, model, ("start", "import", "instantiate"))
+    before = not_run(model) or failed_before(model, ("start", "import", "instantiate"))
     if before:
         return before
     err = model.get("error")
     if "load" in (model.get("skipped") or {}):
-        return skip(code, title, "No --checkpoint was given: only the model was built.")
+        return skipped("No --checkpoint was given: only the model was built.")
     if err and err.get("stage") == "load":
-        return _load_failed(code, title, err, model)
+        return _load_failed(err, model)
     data = (model.get("stages") or {}).get("load")
     if not data:
-        return skip(code, title, "The load step did not report (see the model output).")
+        return skipped("The load step did not report (see the model output).")
     instantiate = (model.get("stages") or {}).get("instantiate") or {}
     info = {"use_ema": instantiate.get("use_ema"), "clip_key_style_mismatch": bool(data.get("clip_key_shift"))}
     groups = []
@@ -163,8 +159,8 @@ def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
     head = (f"{data.get('loaded')} of {data.get('checkpoint_tensors')} checkpoint tensors loaded into "
             f"{data.get('model_keys')} model keys in {secs(data.get('seconds'))}")
     if not groups:
-        return Finding(code, Status.OK, title, f"{head}: every key matched (0 missing, 0 unexpected, 0 size "
-                                               "mismatches).", evidence=evidence)
+        return verdict(Status.OK, f"{head}: every key matched (0 missing, 0 unexpected, 0 size mismatches).",
+                       evidence=evidence)
     lines = []
     for g in groups:
         ref = f" [{g['related']}]" if g["related"] else ""
@@ -176,7 +172,7 @@ def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
     serious = [g for g in groups if g["status"] in ("fail", "warn")]
     if not serious:
         notes = [f"{g['related']}: {RELATED_FIX[g['related']]}" for g in groups if g["related"] in RELATED_FIX]
-        return Finding(code, status, title, summary, evidence=evidence,
+        return verdict(status, summary, evidence=evidence,
                        cause="Only differences that ldm's strict=False load tolerates.",
                        fix="Nothing to do for ldm's own loader" + ("; " + "; ".join(sorted(set(notes))) if notes else "")
                            + ".")
@@ -189,7 +185,7 @@ def rule_model_load_keys(model: Mapping[str, Any]) -> Finding:
               and v.code != "model.load-keys"]
     if any(not g["related"] for g in serious):
         fixes.append("use the checkpoint that belongs to this config (the file lacks or adds whole components)")
-    return Finding(code, status, title, summary, evidence=evidence,
+    return verdict(status, summary, evidence=evidence,
                    cause="The checkpoint and the model built from the config disagree"
                          + (f"; explained in detail by {', '.join(codes)}." if codes else "."),
                    fix="; ".join(fixes) + ".", blocking=status is Status.FAIL)
