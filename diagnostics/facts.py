@@ -13,8 +13,8 @@ import importlib
 from typing import Any, Callable, Dict
 
 FACT_PROBES: Dict[str, str] = {
-    # the world the run looks at (Context); "ctx" is the context itself, for a check that needs it
-    # (the config comparisons, see rules/config/common.py) or a hand-made check in tests
+    # the world the run looks at (views of the Context); "ctx" is the context itself, for hand-made
+    # checks in tests: no registered check reads it
     "ctx": "diagnostics.facts:context",
     "environ": "diagnostics.facts:environ",
     "options": "diagnostics.facts:options",
@@ -41,9 +41,12 @@ FACT_PROBES: Dict[str, str] = {
     "tokenizer": "diagnostics.rules.cache:tokenizer_results",  # ref -> the CLIP tokenizer loaded in a child
     # checkpoint, config, model
     "checkpoint": "diagnostics.probes.checkpoint:probe_checkpoint",
+    "checkpoint_layout": "diagnostics.probes.model:probe_checkpoint_shapes",  # key -> shape (JSON: a summary)
     "ldm_config": "diagnostics.probes.ldm_config:probe_ldm_config",
     "model": "diagnostics.probes.model:probe_model",
     "text_encoder_files": "diagnostics.probes.model:probe_text_encoder_files",
+    # --error-log, explained against this run's results (JSON: the original problem)
+    "original_problem": "diagnostics.knowledge.explanation:explain_error_log",
 }
 
 

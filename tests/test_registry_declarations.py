@@ -79,6 +79,10 @@ def test_every_fact_a_check_reads_has_a_probe():
         assert callable(probe_for(name))
 
 
+def test_no_registered_check_reads_the_context_itself():
+    assert [check.code for check in all_checks() if "ctx" in check.fact_names()] == []
+
+
 def test_other_code_modules_declare_what_they_emit():
     import importlib
 

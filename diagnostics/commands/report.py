@@ -38,18 +38,18 @@ def _formats(text: str):
     return formats
 
 
-def _explain_log(ctx, results):
+def _explain_findings(original_problem):
+    return original_problem.explanation.findings()
+
+
+def _explain_log(ctx):
     """`--error-log`: the traceback fills Original Problem, the confirmed causes Root Cause Analysis.
-    Confirmation reuses the results of this run instead of running the checks again."""
-    from ..knowledge.explain import explain_file
-    from ..registry import Check, CheckResult, run_check
+    Confirmation reuses the results of this run (memoised on the context) instead of running the
+    checks again; the `original_problem` fact is the explained log."""
+    from ..registry import Check, run_check
 
-    def explain(ctx):
-        explanation = explain_file(ctx.options.error_log, ctx, results=results)
-        ctx.set_fact("original_problem", explanation.original_problem)
-        return explanation.findings()
-
-    return run_check(Check("explain.traceback", "Error log explanation", explain, reads=("ctx",)), ctx)
+    return run_check(Check("explain.traceback", "Error log explanation", _explain_findings,
+                           reads=("original_problem",)), ctx)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -98,7 +98,7 @@ def run(args) -> int:
         finally:
             bytes_progress.close()
     if ctx.options.error_log and not interrupted:
-        results.append(_explain_log(ctx, results))
+        results.append(_explain_log(ctx))
     crashed = [r.check.id for r in results if r.status is Status.ERROR]
     incomplete = interrupted or bool(crashed)
     paths = [str(p) for p in output_paths(args.out, formats, incomplete).values()]

@@ -284,3 +284,21 @@ def explain_file(path: str, ctx=None, **kwargs: Any) -> Explanation:
     """`explain_text` on a file; raises OSError when the file cannot be read."""
     return explain_text(read_log(path), ctx, source=path, **kwargs)
 
+
+
+@dataclass(frozen=True)
+class ExplainedLog:
+    """The `original_problem` fact: `--error-log` explained against this run's context, whose check
+    results confirm the causes (each check runs once per context, so nothing runs again). Its JSON
+    form is the original problem alone, as the report has always written it; the findings are the
+    `explain.traceback` check's."""
+
+    explanation: Explanation
+
+    def to_dict(self) -> Optional[Dict[str, Any]]:
+        return self.explanation.original_problem
+
+
+def explain_error_log(ctx) -> ExplainedLog:
+    """The `original_problem` fact; raises OSError when the log cannot be read (a crashed check)."""
+    return ExplainedLog(explain_file(ctx.options.error_log, ctx))

@@ -24,8 +24,7 @@ from ...probes.checkpoint.shapes import CheckpointShapes
 from ...probes.ldm_config import LdmConfigFacts, find_target, target_search_path
 from ...registry import Check, Precondition
 from . import compare, cond_stage, load
-from .common import (COMPARED, CONFIG_GIVEN, CONFIG_LOADED, NO_CONFIG, SHAPES_READABLE, TITLES, checkpoint_layout,
-                     shapes_unmet)
+from .common import COMPARED, CONFIG_GIVEN, CONFIG_LOADED, NO_CONFIG, SHAPES_READABLE, TITLES, shapes_unmet
 from .compare import CONFIG_FOR, FAMILIES
 from .cond_stage import TE_NAMES, TEXT_ENCODERS, clip_key_style
 
@@ -50,15 +49,15 @@ def _targets(ldm_config: LdmConfigFacts, options) -> Finding:
 
 
 def _compared(rule):
-    return lambda ldm_config, ctx: rule(ldm_config, checkpoint_layout(ctx).shapes)
+    return lambda ldm_config, checkpoint_layout: rule(ldm_config, checkpoint_layout.shapes)
 
 
-def _cond_stage(ldm_config: LdmConfigFacts, ctx, environment) -> Finding:
+def _cond_stage(ldm_config: LdmConfigFacts, checkpoint_layout: CheckpointShapes, environment) -> Finding:
     versions = environment.get("packages") or {}
-    return cond_stage.rule_cond_stage(ldm_config, checkpoint_layout(ctx).shapes, versions.get("transformers"))
+    return cond_stage.rule_cond_stage(ldm_config, checkpoint_layout.shapes, versions.get("transformers"))
 
 
-_COMPARE_READS = ("ldm_config", "ctx")
+_COMPARE_READS = ("ldm_config", "checkpoint_layout")
 CHECKS: List[Check] = [
     Check("config.load", TITLES["config.load"], lambda ldm_config: load.rule_config_load(ldm_config), reads=("ldm_config",),
           requires=(CONFIG_TO_LOAD,)),

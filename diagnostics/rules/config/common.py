@@ -43,21 +43,11 @@ def shapes_unmet(layout: CheckpointShapes) -> Optional[Finding]:
                    evidence={"error": err})
 
 
-def _shapes_unmet(ctx) -> Optional[Finding]:
-    return shapes_unmet(checkpoint_layout(ctx))
-
-
-def checkpoint_layout(ctx) -> CheckpointShapes:
-    """The checkpoint's shapes, read only once a check gets this far: after the config loaded (a check
-    reads the context for this, so that no checkpoint is read for a config that is not there)."""
-    from ...probes.model import checkpoint_shapes
-
-    return checkpoint_shapes(ctx)
-
-
 CONFIG_GIVEN = Precondition("config given", ("ldm_config",), _not_given)
 CONFIG_LOADED = Precondition("config loaded", ("ldm_config",), _not_loaded)
-SHAPES_READABLE = Precondition("checkpoint shapes readable", ("ctx",), _shapes_unmet)
+# The checkpoint's shapes (the `checkpoint_layout` fact) are read only once the preconditions before
+# this one hold (the registry gathers them in order): no checkpoint is read for a config that is not there.
+SHAPES_READABLE = Precondition("checkpoint shapes readable", ("checkpoint_layout",), shapes_unmet)
 COMPARED = (CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE)
 
 
