@@ -53,8 +53,7 @@ def _compared(rule):
     return lambda ldm_config, ctx: rule(ldm_config, checkpoint_layout(ctx).shapes)
 
 
-def _cond_stage(ldm_config: LdmConfigFacts, ctx, environment) -> Finding:
-    versions = environment.get("packages") or {}
+def _cond_stage(ldm_config: LdmConfigFacts, ctx, versions) -> Finding:
     return cond_stage.rule_cond_stage(ldm_config, checkpoint_layout(ctx).shapes, versions.get("transformers"))
 
 
@@ -70,7 +69,7 @@ CHECKS: List[Check] = [
           reads=_COMPARE_READS, requires=COMPARED),
     Check("config.use-ema", TITLES["config.use-ema"], _compared(compare.rule_use_ema), reads=_COMPARE_READS,
           requires=COMPARED),
-    Check("config.cond-stage", TITLES["config.cond-stage"], _cond_stage, reads=_COMPARE_READS + ("environment",),
+    Check("config.cond-stage", TITLES["config.cond-stage"], _cond_stage, reads=_COMPARE_READS + ("versions",),
           requires=COMPARED),
 ]
 BY_CODE: Dict[str, Check] = {check.code: check for check in CHECKS}
