@@ -91,30 +91,36 @@ def cwd(ctx):
     return ctx.cwd
 
 
-def python(ctx) -> Dict[str, Any]:
-    return get_fact(ctx, "environment")["python"]
+def python(ctx):
+    """The interpreter (`probes.environment.PythonFacts`)."""
+    return get_fact(ctx, "environment").python
 
 
-def torch_build(ctx) -> Dict[str, Any]:
-    return get_fact(ctx, "environment")["torch"]
+def torch_build(ctx):
+    """The installed torch and its build (`probes.environment.TorchBuild`)."""
+    return get_fact(ctx, "environment").torch
 
 
-def memory(ctx) -> Dict[str, Any]:
-    return get_fact(ctx, "environment")["memory"]
+def memory(ctx):
+    """RAM (`probes.environment.MemoryFacts`)."""
+    return get_fact(ctx, "environment").memory
 
 
-def disk(ctx) -> Dict[str, Any]:
-    return get_fact(ctx, "environment")["disk"]
+def disk(ctx):
+    """Free disk space (`probes.environment.DiskFacts`)."""
+    return get_fact(ctx, "environment").disk
 
 
 def checkpoint_size(ctx):
-    return get_fact(ctx, "environment")["checkpoint_size"]
+    """Bytes of --checkpoint, or None."""
+    return get_fact(ctx, "environment").checkpoint_size
 
 
 def torch_cuda(ctx):
-    """torch's own view of CUDA, from a child process; None where no driver is present or --device cpu."""
+    """torch's own view of CUDA, from a child process (`probes.gpu.TorchCudaFacts`); None where no driver
+    is present or --device cpu."""
     from .probes.gpu import probe_torch_cuda
 
-    if not get_fact(ctx, "gpu_driver").get("present") or ctx.options.device == "cpu":
+    if not get_fact(ctx, "gpu_driver").present or ctx.options.device == "cpu":
         return None
-    return probe_torch_cuda(ctx, get_fact(ctx, "torch_build").get("installed", False))
+    return probe_torch_cuda(ctx, get_fact(ctx, "torch_build").installed)

@@ -291,3 +291,15 @@ def test_hash_rule():
     h = {"sha256": "ab" * 32, "autov2": "ab" * 5, "legacy": "12345678", "cached": True}
     f = rules.rule_hash(facts_for(sd1_tensors(), hash=h))
     assert f.status is Status.INFO and "[cached]" in f.summary and "abababab" in f.summary
+
+
+def test_rules_leave_code_and_title_to_the_declaration():
+    from diagnostics.registry import get_check
+    from diagnostics.rules.checkpoint import content
+
+    facts = facts_for(sd1_tensors())
+    assert (content.rule_family(facts).code, content.rule_family(facts).title) == ("", "")
+    for finding in rules.all_rules(facts, {"transformers": "4.19.2", "torch": "2.6.0"}, {}):
+        assert finding.title == get_check(finding.code).title and finding.code.startswith("ckpt.")
+    assert rules.rule_family(facts).title == "Model family and variant"
+    assert [c.code for c in rules.CHECKS][:2] == ["ckpt.format", "ckpt.corrupt"]

@@ -4,11 +4,53 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from diagnostics.context import Context, Options
 from diagnostics.findings import Status
 from diagnostics.probes.checkpoint.shapes import CheckpointShapes
 from diagnostics.probes.ldm_config import LdmConfigFacts
-from diagnostics.rules.config import (rule_config_load, rule_config_targets, rule_context_dim, rule_cond_stage,
-                                      rule_in_channels, rule_use_ema)
+from diagnostics.registry import get_check
+from diagnostics.rules.config import load
+
+from .rules_helpers import evaluate
+
+
+# Each rule runs through its declared check (preconditions, then the rule; code and title stamped).
+
+def _compared(code, config, shapes, layout=None, transformers_version=None):
+    """A config-vs-checkpoint check on `shapes` (`layout`, when given, is the checkpoint's CheckpointShapes:
+    a failed read), memoised on the context the way the checks read it."""
+    ctx = Context(Options(), environ={})
+    ctx.set_fact("checkpoint_layout", layout if layout is not None else CheckpointShapes(ok=True, shapes=dict(shapes)))
+    return evaluate(code, ldm_config=config, ctx=ctx, versions={"transformers": transformers_version})
+
+
+def rule_config_load(config):
+    return evaluate("config.load", ldm_config=config)
+
+
+def rule_config_targets(config, resolved, code_root=None):
+    """config.targets with the targets resolved by hand (instead of looked up on this interpreter's path)."""
+    check = replace(get_check("config.targets"),
+                    rule=lambda ldm_config, options: load.rule_config_targets(ldm_config, resolved, options.code_root))
+    [finding] = check.evaluate(ldm_config=config, options=Options(code_root=code_root))
+    return finding
+
+
+def rule_in_channels(config, shapes, layout=None):
+    return _compared("config.in-channels", config, shapes, layout)
+
+
+def rule_context_dim(config, shapes, layout=None):
+    return _compared("config.context-dim", config, shapes, layout)
+
+
+def rule_use_ema(config, shapes, layout=None):
+    return _compared("config.use-ema", config, shapes, layout)
+
+
+def rule_cond_stage(config, shapes, layout=None, transformers_version=None):
+    return _compared("config.cond-stage", config, shapes, layout, transformers_version)
+
 
 UNET = "model.diffusion_model."
 IN = UNET + "input_blocks.0.0.weight"
@@ -221,3 +263,20 @@ def test_missing_ldm_class_fails_and_training_only_targets_do_not():
     assert only_training.status is Status.OK and "the training-only ldm.lr_scheduler.LambdaLinearScheduler is not in " \
         "the code; inference does not build it" in only_training.summary
     assert "not found" not in only_training.summary  # an OK finding does not read like a failure
+
+
+# ------------------------------------------------------------------ titles: written once, in the declarations
+
+def test_rules_leave_code_and_title_to_the_declaration():
+    from diagnostics.rules.config import compare
+
+    assert (compare.rule_in_channels(config(), sd1()).code, compare.rule_in_channels(config(), sd1()).title) == ("", "")
+    findings = {"config.load": rule_config_load(config()), "config.in-channels": rule_in_channels(config(), sd1()),
+                "config.context-dim": rule_context_dim(config(), sd1()), "config.use-ema": rule_use_ema(config(), sd1()),
+                "config.cond-stage": rule_cond_stage(config(), sd1(), transformers_version="4.30.2"),
+                "config.targets": rule_config_targets(config(), [])}
+    for code, finding in findings.items():
+        assert (finding.code, finding.title) == (code, get_check(code).title)
+    assert findings["config.in-channels"].title == "UNet input channels: config vs checkpoint"
+    skipped = rule_in_channels(config(), {}, CheckpointShapes(ok=False, error={"kind": "no-checkpoint", "message": "-"}))
+    assert (skipped.code, skipped.title) == ("config.in-channels", "UNet input channels: config vs checkpoint")

@@ -17,6 +17,8 @@ from diagnostics.knowledge.explain import explain_text
 from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check, CheckResult
 
+from .rules_helpers import environment_facts, python_facts
+
 LOGS = Path(__file__).parent / "logs"
 SEED_LOG = (LOGS / "seed_clip_tokenizer.log").read_text()
 K04_LOG = (LOGS / "doc_k04_torchmetrics_get_num_classes.log").read_text()
@@ -29,7 +31,7 @@ VERSIONS = {"torch": "2.14.1", "transformers": "4.19.2", "huggingface_hub": "0.1
 def make_ctx(tmp_path, **versions) -> Context:
     ctx = Context(environ={"HOME": str(tmp_path)}, cwd=tmp_path)
     packages = dict(VERSIONS, **versions)
-    ctx.set_fact("environment", {"packages": packages, "python": {"version": "3.10.12"}})
+    ctx.set_fact("environment", environment_facts(packages, python=python_facts(version="3.10.12")))
     ctx.set_fact("ldm", {"found": False, "path": None})
     return ctx
 

@@ -10,8 +10,11 @@ import pytest
 from diagnostics.context import CommandResult, Context, Options
 from diagnostics.probes import _model_child as child
 from diagnostics.probes.checkpoint import read_safetensors_header as safetensors_header
+from diagnostics.probes.environment import TorchBuild
 from diagnostics.probes.model import (MARK, checkpoint_shapes, clip_key_shift, group_keys, probe_model,
                                       run_model_child, text_encoder_files)
+
+from .rules_helpers import environment_facts
 
 
 def line(event, **data):
@@ -34,7 +37,7 @@ def context(tmp_path, runner, **options):
     cfg.write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params: {}\n", encoding="utf-8")
     opts = Options(config=str(cfg), timeout=30, **options)
     ctx = Context(opts, environ={"PATH": "/usr/bin", "PYTHONPATH": "/user/site"}, runner=runner, python="python3")
-    ctx.set_fact("environment", {"torch": {"installed": True}, "packages": {}})
+    ctx.set_fact("environment", environment_facts(torch=TorchBuild(installed=True, version="2.14.1", kind="cpu")))
     ctx.set_fact("ldm_config", {"given": True, "loaded": True, "path": str(cfg)})  # no yaml reader needed
     return ctx
 

@@ -1,25 +1,27 @@
 """GPU probes with a faked nvidia-smi / torch child, and the CUDA rules on hand-made facts."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from diagnostics.context import CommandResult, Context, Options
 from diagnostics.findings import Status
 from diagnostics.probes import gpu
+from diagnostics.probes.environment import TorchBuild
+from diagnostics.probes.gpu import CudaDevice, DriverFacts, GpuInfo, TorchCudaFacts
 from diagnostics.rules import cuda
 
 from .rules_helpers import evaluate
 
 SMI_QUERY = "NVIDIA GeForce RTX 3090, 470.82.01, 24576, 8.6\n"
 SMI_HEADER = "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: 11.4     |\n"
-CUDA_TORCH = {"installed": True, "version": "2.1.2+cu121", "kind": "cuda", "cuda": "12.1"}
-CPU_TORCH = {"installed": True, "version": "2.13.0+cpu", "kind": "cpu", "cuda": None}
-DRIVER_470 = {"present": True, "driver_version": "470.82.01", "driver_cuda": "11.4",
-              "gpus": [{"name": "NVIDIA GeForce RTX 3090", "driver_version": "470.82.01", "memory_mib": "24576",
-                        "compute_cap": "8.6"}]}
-NO_DRIVER = {"present": False, "gpus": [], "driver_version": None, "driver_cuda": None}
-DEVICE = {"index": 0, "name": "NVIDIA GeForce RTX 3090", "capability": "8.6", "total_memory": 25447170048}
+CUDA_TORCH = TorchBuild(installed=True, version="2.1.2+cu121", kind="cuda", cuda="12.1", source="version suffix")
+CPU_TORCH = TorchBuild(installed=True, version="2.13.0+cpu", kind="cpu", source="version suffix")
+DRIVER_470 = DriverFacts("ok", driver_version="470.82.01", driver_cuda="11.4",
+                         gpus=(GpuInfo("NVIDIA GeForce RTX 3090", "470.82.01", "24576", "8.6"),))
+NO_DRIVER = DriverFacts("not found", nvidia_smi_error="FileNotFoundError: not found")
+DEVICE = CudaDevice(index=0, name="NVIDIA GeForce RTX 3090", capability="8.6", total_memory=25447170048)
 
 
 def fake_runner(table):
@@ -39,25 +41,45 @@ def fake_runner(table):
 def test_probe_driver_parses_nvidia_smi():
     runner = fake_runner({"nvidia-smi-query": CommandResult(0, SMI_QUERY), "nvidia-smi": CommandResult(0, SMI_HEADER)})
     facts = gpu.probe_driver(Context(Options(), environ={}, runner=runner))
-    assert facts["present"] and facts["driver_version"] == "470.82.01" and facts["driver_cuda"] == "11.4"
-    assert facts["gpus"][0]["compute_cap"] == "8.6"
+    assert facts.present and facts.driver_version == "470.82.01" and facts.driver_cuda == "11.4"
+    assert facts.gpus[0].compute_cap == "8.6"
+    assert facts.to_dict()["gpus"] == [{"name": "NVIDIA GeForce RTX 3090", "driver_version": "470.82.01",
+                                        "memory_mib": "24576", "compute_cap": "8.6"}]
 
 
 def test_probe_driver_without_nvidia_smi_reports_not_found():
     facts = gpu.probe_driver(Context(Options(), environ={}, runner=fake_runner({})))
-    assert facts["nvidia_smi"] == "not found" and facts["gpus"] == []
+    assert facts.nvidia_smi == "not found" and facts.gpus == ()
+    data = facts.to_dict()
+    assert list(data) == ["nvidia_smi", "driver_version", "driver_cuda", "gpus", "proc_driver", "device_nodes",
+                          "nvidia_smi_error", "present"]
+    assert data["gpus"] == [] and data["nvidia_smi_error"] == "FileNotFoundError: not found"
 
 
 def test_probe_torch_cuda_reads_the_child_json_and_survives_a_timeout():
-    payload = {"imported": True, "version": "2.1.2+cu121", "available": True, "devices": [DEVICE], "arch_list": ["sm_86"]}
+    payload = {"imported": True, "version": "2.1.2+cu121", "available": True, "devices": [DEVICE.to_dict()],
+               "arch_list": ["sm_86"]}
     ctx = Context(Options(), environ={}, python="py",
                   runner=fake_runner({"py": CommandResult(0, "noise\n" + json.dumps(payload) + "\n")}))
-    assert gpu.probe_torch_cuda(ctx, True)["devices"] == [DEVICE]
+    facts = gpu.probe_torch_cuda(ctx, True)
+    assert facts.devices == (DEVICE,)
+    assert facts.to_dict() == dict(payload, stderr_tail="")  # the child's JSON, as the report writes it
     assert gpu.probe_torch_cuda(ctx, False) is None
     hung = Context(Options(timeout=0.1), environ={}, python="py",
                    runner=fake_runner({"py": CommandResult(None, timed_out=True, error="timed out after 0.1 s")}))
     data = gpu.probe_torch_cuda(hung, True)
-    assert data["imported"] is False and data["timed_out"] is True
+    assert data.imported is False and data.timed_out is True
+    assert data.to_dict() == {"imported": False, "probe_error": "timed out after 0.1 s", "timed_out": True}
+
+
+def test_torch_cuda_facts_keep_a_reported_none_and_the_child_key_order():
+    child = {"imported": True, "version": "2.13.0+cpu", "cuda_runtime": None, "compiled_with_cuda": False,
+             "arch_list": [], "available": False, "devices": []}
+    facts = TorchCudaFacts.from_child(child, stderr_tail="")
+    assert facts.cuda_runtime is None and facts.devices == ()
+    assert list(facts.to_dict().items()) == list(dict(child, stderr_tail="").items())
+    failed = TorchCudaFacts.from_child({"imported": False, "import_error": "ImportError: libcudnn"}, stderr_tail="x")
+    assert failed.to_dict() == {"imported": False, "import_error": "ImportError: libcudnn", "stderr_tail": "x"}
 
 
 def test_torch_cuda_script_runs_in_a_real_child():
@@ -65,8 +87,8 @@ def test_torch_cuda_script_runs_in_a_real_child():
     pytest.importorskip("torch")
     ctx = Context(Options(timeout=120))
     data = gpu.probe_torch_cuda(ctx, True)
-    assert data["imported"] is True and isinstance(data["available"], bool)
-    assert data["devices"] == [] or data["available"]
+    assert data.imported is True and isinstance(data.available, bool)
+    assert data.devices == () or data.available
 
 
 def test_without_gpu_every_cuda_check_skips_with_the_reason():
@@ -85,15 +107,15 @@ def test_cpu_torch_on_a_gpu_machine_fails_with_the_reinstall_command():
 
 
 def test_cuda_visible_devices_empty_hides_the_gpu():
-    torch_cuda = {"imported": True, "available": False, "devices": []}
+    torch_cuda = TorchCudaFacts(imported=True, available=False, devices=())
     f = evaluate("cuda.available", torch_build=CUDA_TORCH, gpu_driver=DRIVER_470, torch_cuda=torch_cuda,
                  environ={"CUDA_VISIBLE_DEVICES": ""}, options=Options())
     assert f.status is Status.FAIL and "CUDA_VISIBLE_DEVICES" in f.summary
 
 
 def test_cuda_available_ok_lists_devices():
-    torch_cuda = {"imported": True, "available": True, "devices": [DEVICE], "version": "2.1.2+cu121",
-                  "cuda_runtime": "12.1"}
+    torch_cuda = TorchCudaFacts(imported=True, available=True, devices=(DEVICE,), version="2.1.2+cu121",
+                                cuda_runtime="12.1")
     f = evaluate("cuda.available", torch_build=CUDA_TORCH, gpu_driver=DRIVER_470, torch_cuda=torch_cuda, environ={},
                  options=Options())
     assert f.status is Status.OK and "RTX 3090 (sm_86, 23.7 GiB)" in f.summary
@@ -107,8 +129,8 @@ def test_cuda_available_ok_lists_devices():
     ("440.33.01", "10.2", "11.3", Status.FAIL),
 ])
 def test_driver_vs_torch_cuda_runtime(driver_version, driver_cuda, runtime, status):
-    driver = dict(DRIVER_470, driver_version=driver_version, driver_cuda=driver_cuda)
-    torch = dict(CUDA_TORCH, cuda=runtime, version=f"2.1.2+cu{runtime.replace('.', '')}")
+    driver = replace(DRIVER_470, driver_version=driver_version, driver_cuda=driver_cuda)
+    torch = replace(CUDA_TORCH, cuda=runtime, version=f"2.1.2+cu{runtime.replace('.', '')}")
     f = evaluate("cuda.driver", torch_build=torch, gpu_driver=driver)
     assert f.status is status
     if status is Status.FAIL:
@@ -122,7 +144,8 @@ def test_driver_vs_torch_cuda_runtime(driver_version, driver_cuda, runtime, stat
     (["sm_80", "sm_86", "sm_90"], "12.0", Status.FAIL),
 ])
 def test_arch_list_must_cover_the_gpu(arch_list, capability, status):
-    torch_cuda = {"devices": [dict(DEVICE, capability=capability)], "arch_list": arch_list, "kernel_ok": True}
+    torch_cuda = TorchCudaFacts(imported=True, devices=(replace(DEVICE, capability=capability),),
+                                arch_list=tuple(arch_list), kernel_ok=True)
     f = evaluate("cuda.arch", torch_cuda=torch_cuda, gpu_driver=DRIVER_470)
     assert f.status is status
     if status is Status.FAIL:

@@ -186,7 +186,7 @@ def run(args) -> int:
     print("Before:")
     before = run_affected(ctx, affected_checks(mode))
     _print_findings(before, marks, args.verbose)
-    versions = ctx.fact("environment", probe_environment)["packages"]
+    versions = ctx.fact("environment", probe_environment).packages
     offline = offline_var(versions)
     locations = ctx.fact("cache", probe_cache).locations if mode == "hf-cache" else None
     others = [ref for ref in clip_refs(ctx) if ref != REPO_ID]

@@ -101,8 +101,8 @@ def _installed_versions(ctx) -> Dict[str, Optional[str]]:
     from ..probes.environment import probe_environment
 
     env = ctx.fact("environment", probe_environment)
-    versions = dict(env.get("packages") or {})
-    versions["python"] = (env.get("python") or {}).get("version")
+    versions = dict(env.packages)
+    versions["python"] = env.python.version
     return versions
 
 

@@ -236,8 +236,7 @@ def probe_model(ctx) -> Dict[str, Any]:
     if not config.get("loaded"):
         return {"ran": False, "reason": "config-unreadable",
                 "message": "The config could not be read (see config.load)."}
-    env = ctx.fact("environment", probe_environment)
-    if not (env.get("torch") or {}).get("installed"):
+    if not ctx.fact("environment", probe_environment).torch.installed:
         return {"ran": False, "reason": "torch-missing", "message": "torch is not installed (see env.torch-missing)."}
     if opts.code_root and not os.path.isdir(opts.code_root):
         return {"ran": False, "reason": "code-root-missing",
@@ -255,8 +254,7 @@ def read_checkpoint_shapes(ctx, path: str) -> CheckpointShapes:
     if os.path.isdir(path):
         return CheckpointShapes.failed("directory", f"{path} is a directory (a diffusers folder?), "
                                                     "not a single LDM checkpoint file")
-    env = ctx.fact("environment", probe_environment)
-    if not (env.get("torch") or {}).get("installed"):
+    if not ctx.fact("environment", probe_environment).torch.installed:
         return CheckpointShapes.failed("torch-missing", "torch is needed to read a pickled checkpoint's layout")
     result = ctx.runner([ctx.python, "-m", CHILD_MODULE, "layout", os.path.abspath(path)],
                         float(ctx.options.timeout), child_env(ctx))

@@ -362,5 +362,5 @@ def needed_models(config_path: Optional[str], model_ids: List[str], versions: Ma
 def probe_needed_models(ctx) -> NeededModels:
     from .environment import probe_environment
 
-    versions = ctx.fact("environment", probe_environment)["packages"]
+    versions = ctx.fact("environment", probe_environment).packages
     return needed_models(ctx.options.config, list(ctx.options.model_ids), versions, ctx.cwd)

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..findings import Finding, Status, verdict
+from ..probes.environment import TorchBuild
+from ..probes.fact_record import UNSET
+from ..probes.gpu import DriverFacts, TorchCudaFacts
 from ..registry import Check, Precondition
 from ..util import parse_version
 
@@ -35,43 +38,53 @@ def reinstall_command(torch_version: Optional[str], driver_cuda: Optional[str]) 
     return f"pip install --force-reinstall {pin} --index-url https://download.pytorch.org/whl/{torch_index_for(driver_cuda)}"
 
 
-def rule_cuda_available(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any],
-                        torch_cuda: Optional[Dict[str, Any]], environ: Mapping[str, str]) -> Finding:
+def _devices(torch_cuda: TorchCudaFacts) -> Optional[List[Dict[str, Any]]]:
+    """The devices as evidence (None when the child did not list them)."""
+    return None if torch_cuda.devices is None else [device.to_dict() for device in torch_cuda.devices]
+
+
+def _reported(value: Any) -> Any:
+    """A value the child may not have reported, as the summary shows it (None when it did not)."""
+    return None if value is UNSET else value
+
+
+def rule_cuda_available(torch_build: TorchBuild, gpu_driver: DriverFacts,
+                        torch_cuda: Optional[TorchCudaFacts], environ: Mapping[str, str]) -> Finding:
     torch, driver = torch_build, gpu_driver
     evidence: Dict[str, Any] = {
-        "torch": torch.get("version"), "torch_build": torch.get("kind"), "torch_cuda": torch.get("cuda"),
-        "driver": driver.get("driver_version"), "driver_cuda": driver.get("driver_cuda"),
-        "gpus": driver.get("gpus"), "CUDA_VISIBLE_DEVICES": environ.get("CUDA_VISIBLE_DEVICES"),
+        "torch": torch.version, "torch_build": torch.kind, "torch_cuda": torch.cuda,
+        "driver": driver.driver_version, "driver_cuda": driver.driver_cuda,
+        "gpus": [gpu.to_dict() for gpu in driver.gpus], "CUDA_VISIBLE_DEVICES": environ.get("CUDA_VISIBLE_DEVICES"),
     }
-    if not driver.get("present"):
+    if not driver.present:
         return verdict(Status.SKIP, NO_GPU, evidence=evidence)
-    if torch.get("kind") == "cpu":
-        cmd = reinstall_command(torch.get("version"), driver.get("driver_cuda"))
-        return verdict(Status.FAIL, f"torch {torch.get('version')} is a CPU-only build, but this machine has an NVIDIA driver"
-            + (f" ({driver['gpus'][0]['name']})" if driver.get("gpus") else "") + ": the model would run on the CPU "
+    if torch.kind == "cpu":
+        cmd = reinstall_command(torch.version, driver.driver_cuda)
+        return verdict(Status.FAIL, f"torch {torch.version} is a CPU-only build, but this machine has an NVIDIA driver"
+            + (f" ({driver.gpus[0].name})" if driver.gpus else "") + ": the model would run on the CPU "
             "or fail with 'Torch not compiled with CUDA enabled'.",
             evidence=evidence,
             cause="A CPU wheel was installed (e.g. from the default index on a machine without CUDA at build time).",
             fix=f"Install the CUDA build of torch for this driver:\n```bash\n{cmd}\n```",
         )
-    if torch_cuda is None or not torch_cuda.get("imported"):
-        err = (torch_cuda or {}).get("probe_error") or (torch_cuda or {}).get("import_error") or "unknown error"
-        evidence["probe"] = torch_cuda
+    if torch_cuda is None or not torch_cuda.imported:
+        err = (torch_cuda.probe_error or torch_cuda.import_error if torch_cuda is not None else None) or "unknown error"
+        evidence["probe"] = torch_cuda.to_dict() if torch_cuda is not None else None
         return verdict(Status.FAIL, f"`import torch` failed in a child process: {err}",
                        evidence=evidence, cause="torch cannot be imported in this environment.",
                        fix="Run `python -c 'import torch'` to see the error; reinstall torch.")
-    evidence["devices"] = torch_cuda.get("devices")
-    if torch_cuda.get("available") and torch_cuda.get("devices"):
-        names = ", ".join(f"{d['name']} (sm_{d['capability'].replace('.', '')}, "
-                          f"{d['total_memory'] / 2**30:.1f} GiB)" for d in torch_cuda["devices"])
-        return verdict(Status.OK, f"torch {torch_cuda.get('version')} (CUDA {torch_cuda.get('cuda_runtime')}) sees {names}.",
-                       evidence=evidence)
+    evidence["devices"] = _devices(torch_cuda)
+    if torch_cuda.available and torch_cuda.devices:
+        names = ", ".join(f"{d.name} (sm_{d.capability.replace('.', '')}, "
+                          f"{d.total_memory / 2**30:.1f} GiB)" for d in torch_cuda.devices)
+        return verdict(Status.OK, f"torch {_reported(torch_cuda.version)} (CUDA {_reported(torch_cuda.cuda_runtime)}) "
+                       f"sees {names}.", evidence=evidence)
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return verdict(Status.FAIL, f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from torch.", evidence=evidence,
                        cause="The environment variable masks all devices.",
                        fix="Unset CUDA_VISIBLE_DEVICES or set it to the GPU index, e.g. `export CUDA_VISIBLE_DEVICES=0`.")
-    init_error = torch_cuda.get("init_error") or torch_cuda.get("stderr_tail") or ""
+    init_error = torch_cuda.init_error or torch_cuda.stderr_tail or ""
     evidence["init_error"] = init_error[-1000:]
     return verdict(Status.FAIL, "An NVIDIA driver is present but torch.cuda.is_available() is False"
         + (f": {init_error.strip().splitlines()[-1]}" if init_error.strip() else "."),
@@ -82,9 +95,9 @@ def rule_cuda_available(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any],
     )
 
 
-def rule_cuda_driver(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any]) -> Finding:
+def rule_cuda_driver(torch_build: TorchBuild, gpu_driver: DriverFacts) -> Finding:
     torch, driver = torch_build, gpu_driver
-    driver_version, driver_cuda, runtime = driver.get("driver_version"), driver.get("driver_cuda"), torch["cuda"]
+    driver_version, driver_cuda, runtime = driver.driver_version, driver.driver_cuda, torch.cuda
     evidence = {"driver": driver_version, "driver_cuda": driver_cuda, "torch_cuda": runtime}
     if not driver_version:
         return verdict(Status.SKIP, "nvidia-smi did not report a driver version.", evidence=evidence)
@@ -97,33 +110,33 @@ def rule_cuda_driver(torch_build: Dict[str, Any], gpu_driver: Dict[str, Any]) ->
             cause="Each CUDA major version needs a minimum driver; torch then reports "
                   "'The NVIDIA driver on your system is too old'.",
             fix=f"Upgrade the NVIDIA driver to >= {minimum}, or install a torch build for the driver's CUDA: "
-                f"`{reinstall_command(torch.get('version'), driver_cuda)}`.",
+                f"`{reinstall_command(torch.version, driver_cuda)}`.",
         )
     if driver_cuda and parse_version(driver_cuda).release < parse_version(runtime).release:
         return verdict(Status.WARN, f"Driver {driver_version} supports CUDA {driver_cuda}, older than torch's CUDA {runtime}: "
             "minor-version compatibility applies (PTX JIT and some features are unavailable).",
             evidence=evidence,
-            fix=f"Upgrade the driver, or `{reinstall_command(torch.get('version'), driver_cuda)}`.",
+            fix=f"Upgrade the driver, or `{reinstall_command(torch.version, driver_cuda)}`.",
         )
     return verdict(Status.OK, f"Driver {driver_version} (CUDA {driver_cuda or '?'}) runs torch's CUDA {runtime}.",
                    evidence=evidence)
 
 
-def rule_cuda_arch(torch_cuda: Dict[str, Any]) -> Finding:
-    arch_list = torch_cuda.get("arch_list") or []
+def rule_cuda_arch(torch_cuda: TorchCudaFacts) -> Finding:
+    arch_list = list(torch_cuda.arch_list or [])
     sms = {a.split("_", 1)[1] for a in arch_list if a.startswith("sm_")}
     ptx = [a.split("_", 1)[1] for a in arch_list if a.startswith("compute_")]
     missing = []
-    for device in torch_cuda["devices"]:
-        capability = device["capability"].replace(".", "")
+    for device in torch_cuda.devices:
+        capability = device.capability.replace(".", "")
         if capability in sms or any(p.isdigit() and int(p) <= int(capability) for p in ptx):
             continue
-        missing.append(f"{device['name']} (sm_{capability})")
-    evidence = {"arch_list": arch_list, "devices": torch_cuda["devices"], "kernel_ok": torch_cuda.get("kernel_ok"),
-                "kernel_error": torch_cuda.get("kernel_error")}
-    if missing or torch_cuda.get("kernel_ok") is False:
+        missing.append(f"{device.name} (sm_{capability})")
+    evidence = {"arch_list": arch_list, "devices": _devices(torch_cuda), "kernel_ok": torch_cuda.kernel_ok,
+                "kernel_error": torch_cuda.kernel_error}
+    if missing or torch_cuda.kernel_ok is False:
         return verdict(Status.FAIL, ("torch has no kernels for " + ", ".join(missing) if missing else "A tiny CUDA kernel failed: "
-             + str(torch_cuda.get("kernel_error"))) + " ('no kernel image is available for execution on the device').",
+             + str(torch_cuda.kernel_error)) + " ('no kernel image is available for execution on the device').",
             evidence=evidence,
             cause=f"This torch build was compiled for {', '.join(arch_list) or 'no architectures'}.",
             fix="Install a torch build that covers the GPU's compute capability (newer GPUs need newer CUDA builds, "
@@ -134,18 +147,18 @@ def rule_cuda_arch(torch_cuda: Dict[str, Any]) -> Finding:
 
 
 GPU_PRESENT = Precondition("NVIDIA driver present", ("gpu_driver",),
-                           lambda driver: None if driver.get("present") else NO_GPU)
+                           lambda driver: None if driver.present else NO_GPU)
 TORCH_INSTALLED = Precondition("torch installed", ("torch_build",),
-                               lambda torch: None if torch.get("installed") else
+                               lambda torch: None if torch.installed else
                                "torch is not installed; CUDA checks did not run.")
 CUDA_DEVICE_ASKED = Precondition("CUDA not turned off", ("options",),
                                  lambda options: "--device cpu was given; CUDA checks did not run."
                                  if options.device == "cpu" else None)
 TORCH_CUDA_BUILD = Precondition("torch is a CUDA build", ("torch_build",),
-                                lambda torch: None if torch.get("installed") and torch.get("kind") == "cuda"
-                                and torch.get("cuda") else "torch is not a CUDA build; nothing to compare the driver with.")
+                                lambda torch: None if torch.installed and torch.kind == "cuda"
+                                and torch.cuda else "torch is not a CUDA build; nothing to compare the driver with.")
 TORCH_SEES_GPU = Precondition("torch sees a CUDA device", ("torch_cuda",),
-                              lambda torch_cuda: None if torch_cuda and torch_cuda.get("devices") else
+                              lambda torch_cuda: None if torch_cuda and torch_cuda.devices else
                               "torch sees no CUDA device (see cuda.available).")
 
 CHECKS: List[Check] = [

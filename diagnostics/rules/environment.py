@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import List, Mapping, Optional
 
 from ..findings import Finding, Status, verdict
+from ..probes.environment import DiskFacts, MemoryFacts, PythonFacts, TorchBuild
 from ..registry import Check
 from ..util import fmt_bytes
 
@@ -12,43 +13,44 @@ from ..util import fmt_bytes
 RAM_FACTOR = 2.0
 
 
-def rule_python(python: Dict[str, Any]) -> Finding:
-    where = {"conda": "conda env", "venv": "virtualenv", "system": "system interpreter"}[python["env_kind"]]
-    label = f"{where} {python['env_name']!r}" if python["env_name"] else where
-    evidence = {k: python[k] for k in ("version", "implementation", "executable", "env_kind", "env_name", "prefix")}
-    if tuple(python["version_info"]) < (3, 8):
+def rule_python(python: PythonFacts) -> Finding:
+    where = {"conda": "conda env", "venv": "virtualenv", "system": "system interpreter"}[python.env_kind]
+    label = f"{where} {python.env_name!r}" if python.env_name else where
+    evidence = {"version": python.version, "implementation": python.implementation, "executable": python.executable,
+                "env_kind": python.env_kind, "env_name": python.env_name, "prefix": python.prefix}
+    if tuple(python.version_info) < (3, 8):
         return verdict(
             Status.FAIL,
-            f"Python {python['version']} is older than 3.8, which this harness and current torch need.",
+            f"Python {python.version} is older than 3.8, which this harness and current torch need.",
             evidence=evidence,
             cause="Python 3.7 and older are end-of-life; no supported torch/transformers wheels exist for them.",
             fix="Create an environment with Python 3.8 or newer, e.g. `conda create -n ldm python=3.10`.",
         )
     return verdict(
         Status.OK,
-        f"{python['implementation']} {python['version']} in {label} ({python['executable']})",
+        f"{python.implementation} {python.version} in {label} ({python.executable})",
         evidence=evidence,
     )
 
 
-def rule_packages(versions: Dict[str, Optional[str]], torch_build: Dict[str, Any]) -> Finding:
+def rule_packages(versions: Mapping[str, Optional[str]], torch_build: TorchBuild) -> Finding:
     packages, torch = versions, torch_build
     present = {k: v for k, v in packages.items() if v}
     absent = sorted(k for k, v in packages.items() if not v)
     build = ""
-    if torch.get("installed"):
-        build = f"; torch is a {torch['kind']} build" + (f" for CUDA {torch['cuda']}" if torch.get("cuda") else "")
+    if torch.installed:
+        build = f"; torch is a {torch.kind} build" + (f" for CUDA {torch.cuda}" if torch.cuda else "")
     summary = ", ".join(f"{k} {v}" for k, v in present.items()) or "None of the LDM stack is installed"
     return verdict(
         Status.INFO if present else Status.WARN,
         summary + build,
-        evidence={"installed": present, "not_installed": absent, "torch_build": torch},
+        evidence={"installed": present, "not_installed": absent, "torch_build": torch.to_dict()},
         cause="" if present else "No package of the latent-diffusion stack is installed in this interpreter.",
         fix="" if present else "Activate the environment the model runs in, or install its requirements.",
     )
 
 
-def _missing(package: str, versions: Dict[str, Optional[str]], why: str, fix: str) -> Finding:
+def _missing(package: str, versions: Mapping[str, Optional[str]], why: str, fix: str) -> Finding:
     version = versions.get(package)
     if version:
         return verdict(Status.OK, f"{package} {version} is installed.", evidence={"version": version})
@@ -60,7 +62,7 @@ def _missing(package: str, versions: Dict[str, Optional[str]], why: str, fix: st
     )
 
 
-def rule_torch_missing(versions: Dict[str, Optional[str]]) -> Finding:
+def rule_torch_missing(versions: Mapping[str, Optional[str]]) -> Finding:
     return _missing(
         "torch", versions,
         "The ldm code, every checkpoint load and every model step need PyTorch.",
@@ -70,7 +72,7 @@ def rule_torch_missing(versions: Dict[str, Optional[str]]) -> Finding:
     )
 
 
-def rule_transformers_missing(versions: Dict[str, Optional[str]]) -> Finding:
+def rule_transformers_missing(versions: Mapping[str, Optional[str]]) -> Finding:
     return _missing(
         "transformers", versions,
         "ldm's FrozenCLIPEmbedder imports CLIPTokenizer and CLIPTextModel from transformers.",
@@ -79,15 +81,15 @@ def rule_transformers_missing(versions: Dict[str, Optional[str]]) -> Finding:
     )
 
 
-def rule_resources(memory: Dict[str, Any], disk: Dict[str, Any], checkpoint_size: Optional[int]) -> Finding:
+def rule_resources(memory: MemoryFacts, disk: DiskFacts, checkpoint_size: Optional[int]) -> Finding:
     evidence = {
-        "ram_total": fmt_bytes(memory.get("total")),
-        "ram_available": fmt_bytes(memory.get("available")),
-        "disk_free_cwd": fmt_bytes(disk.get("cwd_free")),
+        "ram_total": fmt_bytes(memory.total),
+        "ram_available": fmt_bytes(memory.available),
+        "disk_free_cwd": fmt_bytes(disk.cwd_free),
         "checkpoint_size": fmt_bytes(checkpoint_size) if checkpoint_size is not None else None,
-        "source": memory.get("source"),
+        "source": memory.source,
     }
-    available = memory.get("available")
+    available = memory.available
     if checkpoint_size and available is not None and available < checkpoint_size * RAM_FACTOR:
         return verdict(
             Status.WARN,

@@ -46,7 +46,7 @@ def probe_cache(ctx) -> CacheFacts:
     from ..environment import probe_environment
     from ..needed_models import probe_needed_models
 
-    versions = ctx.fact("environment", probe_environment)["packages"]
+    versions = ctx.fact("environment", probe_environment).packages
     needed = ctx.fact("needed_models", probe_needed_models).models
     locations = cache_locations(ctx.environ, versions)
     prefer_library_answer(locations, hub_constants(ctx))

@@ -125,7 +125,7 @@ def probe_hub(ctx) -> HubFacts:
     from ..environment import probe_environment
     from ..needed_models import probe_needed_models
 
-    versions = dict(ctx.fact("environment", probe_environment)["packages"])
+    versions = dict(ctx.fact("environment", probe_environment).packages)
     models = ctx.fact("needed_models", probe_needed_models).models
     hub_refs = {model.ref for model in models if model.kind == "hub" and model.repo_id}
     if not hub_refs:

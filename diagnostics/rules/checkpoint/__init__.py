@@ -14,13 +14,13 @@ points at `ckpt.format` / `ckpt.corrupt`, which say why. The modules, by what th
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional
 
 from ...findings import Finding
 from ...probes.checkpoint.facts import CheckpointFacts
 from ...registry import Check
 from . import content, ema, integrity
-from .common import CHECKPOINT_GIVEN, CHECKPOINT_READABLE, EMA_PRESENT, NO_CHECKPOINT, TITLES, UNREADABLE
+from .common import CHECKPOINT_GIVEN, CHECKPOINT_READABLE, EMA_PRESENT, NO_CHECKPOINT, UNREADABLE
 from .problems import DOWNLOAD_FIX, PROBLEMS, ProblemRow, problem_row
 
 text_encoder_loaded_by = content.text_encoder_loaded_by
@@ -43,28 +43,40 @@ def _with_torch(rule):
 
 _FACTS, _TRANSFORMERS, _TORCH = ("checkpoint",), ("checkpoint", "versions"), ("checkpoint", "versions", "environ")
 
-# The declarations, in report order: code, rule, preconditions, and the facts the rule reads.
-DECLARED: Tuple[Tuple[str, Callable[..., Finding], tuple, Tuple[str, ...]], ...] = (
-    ("ckpt.format", integrity.rule_format, (CHECKPOINT_GIVEN,), _FACTS),
-    ("ckpt.corrupt", integrity.rule_corrupt, (CHECKPOINT_GIVEN,), _FACTS),
-    ("ckpt.unsafe-pickle", integrity.rule_unsafe_pickle, READ, _FACTS),
-    ("ckpt.weights-only-refused", integrity.rule_weights_only, READ, _TORCH),
-    ("ckpt.components", content.rule_components, READ, _FACTS),
-    ("ckpt.family", content.rule_family, READ, _FACTS),
-    ("ckpt.clip-missing", content.rule_clip_missing, READ, _TRANSFORMERS),
-    ("ckpt.clip-position-ids", content.rule_clip_position_ids, READ, _TRANSFORMERS),
-    ("ckpt.ema-absent", ema.rule_ema_absent, READ, _FACTS),
-    ("ckpt.ema-incomplete", ema.rule_ema_incomplete, WITH_EMA, _FACTS),
-    ("ckpt.ema-shape-mismatch", ema.rule_ema_shape_mismatch, WITH_EMA, _FACTS),
-    ("ckpt.ema-untrained", ema.rule_ema_untrained, WITH_EMA, _FACTS),
-    ("ckpt.nonfinite", content.rule_nonfinite, READ, _FACTS),
-    ("ckpt.dtype", content.rule_dtype, READ, _FACTS),
-    ("ckpt.hash", content.rule_hash, (CHECKPOINT_GIVEN,), _FACTS),
-)
-_ADAPTERS = {_FACTS: _facts_only, _TRANSFORMERS: _with_transformers, _TORCH: _with_torch}
-
-CHECKS: List[Check] = [Check(code, TITLES[code], _ADAPTERS[reads](rule), reads=reads, requires=needs)
-                       for code, rule, needs, reads in DECLARED]
+# The declarations, in report order: code, title (what is checked; it reads right with any status), rule,
+# the facts the rule reads and the preconditions.
+CHECKS: List[Check] = [
+    Check("ckpt.format", "Checkpoint file format",
+          _facts_only(integrity.rule_format), reads=_FACTS, requires=(CHECKPOINT_GIVEN,)),
+    Check("ckpt.corrupt", "Checkpoint file integrity",
+          _facts_only(integrity.rule_corrupt), reads=_FACTS, requires=(CHECKPOINT_GIVEN,)),
+    Check("ckpt.unsafe-pickle", "Checkpoint code safety (pickle globals)",
+          _facts_only(integrity.rule_unsafe_pickle), reads=_FACTS, requires=READ),
+    Check("ckpt.weights-only-refused", "torch.load(weights_only=True) on this checkpoint",
+          _with_torch(integrity.rule_weights_only), reads=_TORCH, requires=READ),
+    Check("ckpt.components", "Checkpoint components",
+          _facts_only(content.rule_components), reads=_FACTS, requires=READ),
+    Check("ckpt.family", "Model family and variant",
+          _facts_only(content.rule_family), reads=_FACTS, requires=READ),
+    Check("ckpt.clip-missing", "CLIP text encoder in the checkpoint",
+          _with_transformers(content.rule_clip_missing), reads=_TRANSFORMERS, requires=READ),
+    Check("ckpt.clip-position-ids", "CLIP position_ids",
+          _with_transformers(content.rule_clip_position_ids), reads=_TRANSFORMERS, requires=READ),
+    Check("ckpt.ema-absent", "EMA weights in the checkpoint",
+          _facts_only(ema.rule_ema_absent), reads=_FACTS, requires=READ),
+    Check("ckpt.ema-incomplete", "EMA coverage of the UNet",
+          _facts_only(ema.rule_ema_incomplete), reads=_FACTS, requires=WITH_EMA),
+    Check("ckpt.ema-shape-mismatch", "EMA shapes vs the UNet",
+          _facts_only(ema.rule_ema_shape_mismatch), reads=_FACTS, requires=WITH_EMA),
+    Check("ckpt.ema-untrained", "EMA weights vs their initial values",
+          _facts_only(ema.rule_ema_untrained), reads=_FACTS, requires=WITH_EMA),
+    Check("ckpt.nonfinite", "NaN / Inf weights",
+          _facts_only(content.rule_nonfinite), reads=_FACTS, requires=READ),
+    Check("ckpt.dtype", "Tensor dtypes and sizes",
+          _facts_only(content.rule_dtype), reads=_FACTS, requires=READ),
+    Check("ckpt.hash", "Checkpoint hashes",
+          _facts_only(content.rule_hash), reads=_FACTS, requires=(CHECKPOINT_GIVEN,)),
+]
 BY_CODE: Dict[str, Check] = {check.code: check for check in CHECKS}
 
 
@@ -105,6 +117,6 @@ def all_rules(facts: CheckpointFacts, versions: Mapping[str, Optional[str]], env
     return [f for check in CHECKS for f in check.evaluate(checkpoint=facts, versions=versions, environ=environ)]
 
 
-__all__ = ["BY_CODE", "CHECKS", "DECLARED", "DOWNLOAD_FIX", "NO_CHECKPOINT", "PROBLEMS", "ProblemRow", "UNREADABLE",
+__all__ = ["BY_CODE", "CHECKS", "DOWNLOAD_FIX", "NO_CHECKPOINT", "PROBLEMS", "ProblemRow", "UNREADABLE",
            "all_rules", "problem_row", "text_encoder_loaded_by"] + [name for name in dict(globals())
                                                                      if name.startswith("rule_")]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...findings import Finding, Status
+from ...findings import Finding, Status, verdict
 from ...probes.checkpoint.facts import CheckpointFacts
 from ...util import fmt_bytes, version_at_least
-from .common import dtype_text, params_text, skipped, verdict
+from .common import dtype_text, params_text
 
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "unknown": "an unknown family"}
 CONFIGS = {
@@ -37,14 +37,13 @@ def kind_name(kind: Optional[str]) -> str:
 
 
 def rule_components(facts: CheckpointFacts) -> Finding:
-    code = "ckpt.components"
     comps = facts.components or {}
     training = facts.training or {}
     evidence = {"components": comps, "unknown_keys": facts.unknown_keys,
                 "unknown_keys_count": facts.unknown_keys_count, "training": training,
                 "tensors_total": facts.tensors_total, "parameters_total": facts.parameters_total}
     if not facts.tensors_total:
-        return verdict(code, Status.FAIL, "The file holds no tensors.", evidence=evidence,
+        return verdict(Status.FAIL, "The file holds no tensors.", evidence=evidence,
                        cause="An empty state dict, or an object that is not a model.",
                        fix="Check that this is the model file (a LoRA, embedding or config has a different layout).")
     labels = {"unet": "UNet", "vae": "VAE", "text_encoder": "text encoder", "ema": "EMA"}
@@ -64,12 +63,12 @@ def rule_components(facts: CheckpointFacts) -> Finding:
     other = sum(v.get("bytes", 0) for v in (training.get("other_tensors") or {}).values())
     unet, vae = comps.get("unet") or {}, comps.get("vae") or {}
     if not unet.get("present"):
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
                        f"No UNet (model.diffusion_model.*): {summary or 'no known component'}.", evidence=evidence,
                        cause="This is not a full LDM checkpoint: a VAE, text encoder, LoRA or EMA-only export.",
                        fix="Use the full model checkpoint; a VAE or text encoder file is loaded on top of one.")
     if not vae.get("present"):
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
                        f"No VAE (first_stage_model.*): {summary}. ldm loads with strict=False, so the VAE keeps "
                        "its random initial weights and images come out as noise.", evidence=evidence,
                        cause="The VAE was stripped (UNet-only export) or stored separately.",
@@ -84,20 +83,19 @@ def rule_components(facts: CheckpointFacts) -> Finding:
         notes.append(f"{facts.unknown_keys_count} keys of no known component (e.g. "
                      f"{', '.join((facts.unknown_keys or [])[:3])})")
     if notes:
-        return verdict(code, Status.INFO, summary + "; " + "; ".join(notes) + ".", evidence=evidence,
+        return verdict(Status.INFO, summary + "; " + "; ".join(notes) + ".", evidence=evidence,
                        fix="Optional: keep only `state_dict` for deployment (smaller, loads faster)." if dead else "")
-    return verdict(code, Status.OK, summary + ".", evidence=evidence)
+    return verdict(Status.OK, summary + ".", evidence=evidence)
 
 
 def rule_family(facts: CheckpointFacts) -> Finding:
-    code = "ckpt.family"
     family, variant = facts.family, facts.variant
     unet = facts.unet or {}
     ev_family = facts.family_evidence or {}
     evidence = {"family": family, "variant": variant, "unet_in_channels": facts.unet_in_channels,
                 "unet": unet, "family_evidence": ev_family, "text_encoder": facts.text_encoder}
     if family == "unknown":
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"Could not tell the family from the UNet: cross-attention width {unet.get('context_dim')}, "
                        f"label_emb {unet.get('adm_in_channels')}.", evidence=evidence,
                        cause="Not an SD 1.x / 2.x / XL UNet, or the UNet keys are missing.",
@@ -109,7 +107,7 @@ def rule_family(facts: CheckpointFacts) -> Finding:
         where = f"from the text encoder only ({kind_name(facts.text_encoder.get('kind'))}); no UNet shapes"
     note = f"; {ev_family['note']}" if ev_family.get("note") else ""
     if variant == "unknown":
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"{FAMILY_NAMES[family]} with a {facts.unet_in_channels}-channel UNet input ({where}{note}): "
                        "not txt2img (4), inpainting (9), depth (5) or instruct-pix2pix (8).", evidence=evidence,
                        cause="An uncommon variant (e.g. an upscaler) or a damaged input conv.",
@@ -117,7 +115,7 @@ def rule_family(facts: CheckpointFacts) -> Finding:
                            f"{facts.unet_in_channels}.")
     config = CONFIGS.get((family, variant))
     evidence["config"] = config
-    return verdict(code, Status.OK,
+    return verdict(Status.OK,
                    f"{FAMILY_NAMES[family]} {variant} ({where}{note})" + (f"; config: {config}" if config else "") + ".",
                    evidence=evidence)
 
@@ -139,7 +137,6 @@ def text_encoder_loaded_by(style: Optional[str], transformers_version: Optional[
 
 
 def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str]) -> Finding:
-    code = "ckpt.clip-missing"
     te = facts.text_encoder or {}
     comp = (facts.components or {}).get("text_encoder") or {}
     family = facts.family
@@ -148,7 +145,7 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
     evidence = {"text_encoder": te, "tensors": comp.get("tensors"), "parameters": comp.get("parameters"),
                 "transformers": transformers_version, "hub_model": hub}
     if not te.get("present"):
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"No text encoder weights in the file: the model takes them from the Hub ({hub}) when it is "
                        "built, so deployment needs network access or a local copy.",
                        evidence=evidence,
@@ -173,7 +170,7 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
             why = (f"these are NAI-style names (no `text_model.`); with transformers {transformers_version} ldm expects "
                    "`cond_stage_model.transformer.text_model.*`, so the weights are dropped as unexpected keys")
             fix = "Rename `cond_stage_model.transformer.` to `cond_stage_model.transformer.text_model.` before load_state_dict."
-        return verdict(code, Status.WARN, f"{base}, but its weights go missing at load: {why}.", evidence=evidence,
+        return verdict(Status.WARN, f"{base}, but its weights go missing at load: {why}.", evidence=evidence,
                        cause="The key names in the file and the module names of the installed transformers differ.",
                        fix=fix)
     base = "The text encoder is not missing: " + base[0].lower() + base[1:]
@@ -181,25 +178,24 @@ def rule_clip_missing(facts: CheckpointFacts, transformers_version: Optional[str
                f"from_pretrained({hub.split(' ')[0]!r}) for the tokenizer and architecture, so the Hub or a local copy "
                "is still needed: `python -m diagnostics provision-clip --checkpoint CKPT --hf-cache` makes that copy "
                "from this file, offline.") if family in ("sd1", "sdxl") else f"{base}."
-    return verdict(code, Status.OK, summary, evidence=evidence)
+    return verdict(Status.OK, summary, evidence=evidence)
 
 
 def rule_clip_position_ids(facts: CheckpointFacts, transformers_version: Optional[str]) -> Finding:
-    code = "ckpt.clip-position-ids"
     te = facts.text_encoder or {}
     detail = facts.position_ids_detail or {}
     status = facts.position_ids
     evidence = {"position_ids": status, "detail": detail, "transformers": transformers_version}
     if not te.get("present"):
-        return skipped(code, "No CLIP text encoder in the checkpoint.", **evidence)
+        return verdict(Status.SKIP, "No CLIP text encoder in the checkpoint.", evidence=evidence)
     if status == "absent":
-        return verdict(code, Status.OK,
+        return verdict(Status.OK,
                        "position_ids are absent, which is fine: CLIPTextModel creates them itself (and transformers "
                        ">= 4.31 does not read them from checkpoints).", evidence=evidence)
     if status == "ok":
-        return verdict(code, Status.OK, f"{detail.get('key')}: int64 0..76, as expected.", evidence=evidence)
+        return verdict(Status.OK, f"{detail.get('key')}: int64 0..76, as expected.", evidence=evidence)
     if status == "unreadable":
-        return verdict(code, Status.WARN, f"{detail.get('key')} could not be read ({detail.get('dtype')}).",
+        return verdict(Status.WARN, f"{detail.get('key')} could not be read ({detail.get('dtype')}).",
                        evidence=evidence, cause="Stored in an unusual layout.", fix="")
     bad = detail.get("bad_values") or []
     shown = ", ".join(f"[{b['index']}] = {b['value']!r}" for b in bad[:4])
@@ -212,12 +208,12 @@ def rule_clip_position_ids(facts: CheckpointFacts, transformers_version: Optiona
            f"`sd['{detail.get('key')}'] = torch.arange(77, dtype=torch.int64)[None]` (or delete the key).")
     summary = f"{detail.get('key')} is broken: {problems}" + (f" ({shown})" if shown else "") + "."
     if ignored:
-        return verdict(code, Status.INFO,
+        return verdict(Status.INFO,
                        summary + f" transformers {transformers_version} ignores position_ids from checkpoints, so this "
                        "is harmless here, but it shows the file is a merge.", evidence=evidence,
                        cause="Weighted merges average position_ids like weights and turn the int64 ids into floats.",
                        fix=fix)
-    return verdict(code, Status.WARN, summary + effect, evidence=evidence,
+    return verdict(Status.WARN, summary + effect, evidence=evidence,
                    cause="Weighted merges average position_ids like weights and turn the int64 ids into floats "
                          "(e.g. 76 -> 75.9975, cast back to 75)."
                          + (f" transformers {transformers_version} loads them." if used else ""),
@@ -225,28 +221,27 @@ def rule_clip_position_ids(facts: CheckpointFacts, transformers_version: Optiona
 
 
 def rule_nonfinite(facts: CheckpointFacts) -> Finding:
-    code = "ckpt.nonfinite"
     deep = facts.deep
     if not deep:
-        return skipped(code, "Tensor data was not scanned: run `python -m diagnostics inspect CKPT --deep` "
-                                 "(reads the whole file once).")
+        return verdict(Status.SKIP, "Tensor data was not scanned: run `python -m diagnostics inspect CKPT --deep` "
+                       "(reads the whole file once).")
     if not deep.get("ran"):
-        return skipped(code, f"The deep scan did not run: {deep.get('reason')}.")
+        return verdict(Status.SKIP, f"The deep scan did not run: {deep.get('reason')}.")
     bad = deep.get("nonfinite") or []
     evidence = {"nonfinite": bad, "count": deep.get("nonfinite_count"), "bytes_read": deep.get("bytes_read"),
                 "seconds": deep.get("seconds"), "skipped": deep.get("skipped")}
     if not bad:
-        return verdict(code, Status.OK,
+        return verdict(Status.OK,
                        f"No NaN or Inf in {deep.get('tensors_scanned')} tensors ({fmt_bytes(deep.get('bytes_read'))} "
                        f"scanned{_rate(deep)}).", evidence=evidence)
     used = [b for b in bad if b.get("component") != "ema"]
     shown = ", ".join(f"{b['name']} ({b['nan']} NaN, {b['inf']} Inf)" for b in (used or bad)[:4])
     if not used:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"{len(bad)} EMA tensors hold NaN/Inf: {shown}; they matter only under ema_scope().",
                        evidence=evidence, cause="The EMA diverged during training or was damaged.",
                        fix="Keep `use_ema: False`, or prune the EMA.")
-    return verdict(code, Status.FAIL,
+    return verdict(Status.FAIL,
                    f"{deep.get('nonfinite_count')} tensors hold NaN/Inf: {shown}. The model will produce NaN (black) "
                    "images (\"A tensor with all NaNs was produced\").", evidence=evidence,
                    cause="Damaged bytes or a broken merge/fine-tune wrote non-finite weights.",
@@ -260,7 +255,6 @@ def _rate(deep) -> str:
 
 
 def rule_dtype(facts: CheckpointFacts) -> Finding:
-    code = "ckpt.dtype"
     comps = facts.components or {}
     evidence = {name: {"bytes": c.get("bytes"), "bytes_by_dtype": c.get("bytes_by_dtype"), "dtypes": c.get("dtypes")}
                 for name, c in comps.items() if c.get("present")}
@@ -271,27 +265,26 @@ def rule_dtype(facts: CheckpointFacts) -> Finding:
     unet = comps.get("unet") or {}
     floats = [d for d in (unet.get("dtypes") or {}) if d.startswith(("float", "bfloat"))]
     if len(floats) > 1:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        summary + f"; the UNet mixes {', '.join(sorted(floats))} tensors.", evidence=evidence,
                        cause="A merge or partial conversion left tensors in different precisions.",
                        fix="Usually harmless (ldm casts on load); convert the whole file to one dtype for a clean artefact.")
     ema_bytes = (comps.get("ema") or {}).get("bytes") or 0
     if ema_bytes and facts.tensor_bytes_total:
         summary += f"; the EMA is {100 * ema_bytes / facts.tensor_bytes_total:.0f}% of it"
-    return verdict(code, Status.INFO if ema_bytes else Status.OK, summary + ".", evidence=evidence,
+    return verdict(Status.INFO if ema_bytes else Status.OK, summary + ".", evidence=evidence,
                    fix="For inference only, a pruned fp16 copy (no EMA) is about a quarter of a full fp32 file."
                    if ema_bytes else "")
 
 
 def rule_hash(facts: CheckpointFacts) -> Finding:
-    code = "ckpt.hash"
     h = facts.hash
     if not h:
-        return skipped(code, "Not hashed: run `python -m diagnostics inspect CKPT --hash` (reads the whole file "
-                                 "once; cached afterwards).")
+        return verdict(Status.SKIP, "Not hashed: run `python -m diagnostics inspect CKPT --hash` (reads the whole "
+                       "file once; cached afterwards).")
     if h.get("error"):
-        return verdict(code, Status.WARN, f"Hashing failed: {h['error']}.", evidence=h, blocking=False)
-    return verdict(code, Status.INFO,
+        return verdict(Status.WARN, f"Hashing failed: {h['error']}.", evidence=h, blocking=False)
+    return verdict(Status.INFO,
                    f"sha256 {h['sha256']} (AutoV2 {h['autov2']}, legacy A1111 hash {h['legacy']})"
                    + (" [cached]" if h.get("cached") else "") + ".",
                    evidence=h, fix="Compare with the sha256 on the model's download page.")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from ...findings import Finding, Status
+from ...findings import Finding, Status, verdict
 from ...probes.checkpoint.facts import CheckpointFacts
 from ...probes.checkpoint.records import Problem
 from ...util import fmt_bytes, version_at_least
-from .common import listing, skipped, verdict
+from .common import listing
 
 def rule_format(facts: CheckpointFacts) -> Finding:
     code = "ckpt.format"
@@ -18,10 +18,11 @@ def rule_format(facts: CheckpointFacts) -> Finding:
     evidence = {"path": path, "format": facts.format, "content": facts.content,
                 "size_bytes": facts.size_bytes}
     if bad:
-        return _problem_verdict(code, bad[0], bad, evidence, path)
+        return _problem_verdict(bad[0], bad, evidence, path)
     fmt = facts.format
     if fmt == "unknown" or not facts.analysed:
-        return skipped(code, f"{path}: the content could not be analysed; ckpt.corrupt says why.", **evidence)
+        return verdict(Status.SKIP, f"{path}: the content could not be analysed; ckpt.corrupt says why.",
+                       evidence=evidence)
     size = fmt_bytes(facts.size_bytes) if facts.size_bytes is not None else "folder"
     names = {"safetensors": "safetensors", "torch-zip": "torch zip checkpoint", "torch-legacy":
              "legacy (pre-1.6) torch checkpoint", "pickle": "plain pickle", "diffusers-dir": "diffusers folder"}
@@ -33,7 +34,7 @@ def rule_format(facts: CheckpointFacts) -> Finding:
     sd_path = training.get("state_dict_path")
     if fmt in ("torch-zip", "torch-legacy", "pickle") and facts.tensors_total and sd_path == [] \
             and training.get("top_level_keys") is not None:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
             summary + "; the tensors are not under a 'state_dict' key, so ldm's "
             "`load_model_from_config` (`pl_sd[\"state_dict\"]`) raises KeyError: 'state_dict'.",
             evidence=evidence,
@@ -42,26 +43,26 @@ def rule_format(facts: CheckpointFacts) -> Finding:
                 "`model.load_state_dict(sd, strict=False)` (sdkit and A1111 do this), or wrap it once: "
                 "`torch.save({'state_dict': sd}, 'model.ckpt')`.")
     if fmt == "safetensors":
-        return verdict(code, Status.INFO,
+        return verdict(Status.INFO,
             summary + "; the CompVis/Stability scripts read checkpoints with torch.load, which cannot open safetensors.",
             evidence=evidence,
             fix="Load it with `from safetensors.torch import load_file; sd = load_file(path)` and call "
                 "`model.load_state_dict(sd, strict=False)` instead of `torch.load(path)['state_dict']`.")
     if fmt == "diffusers-dir":
-        return verdict(code, Status.INFO,
+        return verdict(Status.INFO,
                        summary + "; ldm cannot load the diffusers layout (it needs one LDM state dict).",
                        evidence=evidence,
                        fix="Use the single-file .ckpt / .safetensors release, or diffusers' "
                            "`scripts/convert_diffusers_to_original_stable_diffusion.py`.")
-    return verdict(code, Status.OK, summary + ".", evidence=evidence)
+    return verdict(Status.OK, summary + ".", evidence=evidence)
 
 
-def _problem_verdict(code: str, first: Problem, found: List[Problem], evidence: Dict[str, Any], path: str,
+def _problem_verdict(first: Problem, found: List[Problem], evidence: Dict[str, Any], path: str,
                      more: str = "") -> Finding:
     """The fail finding for problem `first`, with cause and fix from the problem table."""
     cause, fix = first.row.explain(first.evidence, path)
     evidence.update({"problem": first.kind, "problems": [p.to_dict() for p in found]})
-    return verdict(code, Status.FAIL, f"{path}: {first.message}{more}.", evidence=evidence, cause=cause, fix=fix)
+    return verdict(Status.FAIL, f"{path}: {first.message}{more}.", evidence=evidence, cause=cause, fix=fix)
 
 
 _FAIL_ANOMALIES = {"crc-mismatch": "a member's CRC does not match its bytes",
@@ -87,14 +88,14 @@ def rule_corrupt(facts: CheckpointFacts) -> Finding:
     failing = [p for p in bad if p.severity != "warn"]
     if failing:
         more = f" (+{len(failing) - 1} more problems)" if len(failing) > 1 else ""
-        return _problem_verdict(code, failing[0], bad, evidence, path, more)
+        return _problem_verdict(failing[0], bad, evidence, path, more)
     if facts.problems_for("ckpt.format") and not facts.analysed:
-        return skipped(code, "Not a checkpoint file; ckpt.format says what it is.", **evidence)
+        return verdict(Status.SKIP, "Not a checkpoint file; ckpt.format says what it is.", evidence=evidence)
     severe = [a for a in anomalies if a.get("kind") in _FAIL_ANOMALIES]
     if severe:
         evidence["anomalies"] = anomalies
         what = "; ".join(_FAIL_ANOMALIES[a["kind"]] for a in severe)
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
                        f"The container is inconsistent: {what}. Readers disagree on such files, which is how "
                        "scanners get bypassed.", evidence=evidence,
                        cause="The archive was damaged or deliberately crafted; torch.save never writes this.",
@@ -104,7 +105,7 @@ def rule_corrupt(facts: CheckpointFacts) -> Finding:
     if notes or pickle_anomalies:
         evidence.update({"anomalies": notes, "pickle_anomalies": pickle_anomalies})
         kinds = sorted({a.get("kind") for a in notes + pickle_anomalies})
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"Readable, with structural oddities torch.save does not produce: {', '.join(kinds)}.",
                        evidence=evidence,
                        cause="Written or edited by another tool.",
@@ -120,20 +121,20 @@ def rule_corrupt(facts: CheckpointFacts) -> Finding:
         summary = f"All {container.get('storages')} storages present with the sizes the file states."
     else:
         summary = "Structure intact."
-    return verdict(code, Status.OK, summary, evidence=evidence)
+    return verdict(Status.OK, summary, evidence=evidence)
 
 
 def rule_unsafe_pickle(facts: CheckpointFacts) -> Finding:
     code = "ckpt.unsafe-pickle"
     pickle = facts.pickle
     if facts.format == "safetensors" and pickle is None:
-        return verdict(code, Status.OK, "safetensors holds only a JSON header and raw tensor bytes: no code.",
+        return verdict(Status.OK, "safetensors holds only a JSON header and raw tensor bytes: no code.",
                        evidence={"format": "safetensors"})
     if pickle is None:
         if facts.format == "diffusers-dir":
-            return verdict(code, Status.OK, "The folder's weights are safetensors: no code.",
+            return verdict(Status.OK, "The folder's weights are safetensors: no code.",
                            evidence={"format": "diffusers-dir"})
-        return skipped(code, "No pickle to check.")
+        return verdict(Status.SKIP, "No pickle to check.")
     evidence = {"unsafe_globals": pickle.get("unsafe_globals"), "dangerous_globals": pickle.get("dangerous_globals"),
                 "called": pickle.get("unsafe_called"), "where": pickle.get("where"), "globals": pickle.get("globals"),
                 "protocol": pickle.get("protocol"), "members": pickle.get("members")}
@@ -142,7 +143,7 @@ def rule_unsafe_pickle(facts: CheckpointFacts) -> Finding:
         dangerous = pickle.get("dangerous_globals") or []
         first = (pickle.get("where") or {}).get(unsafe[0], {})
         where = f" ({first.get('member')}, byte {first.get('pos')})" if first else ""
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             f"The pickle names {len(unsafe)} global(s) outside what LDM checkpoints use: {listing(unsafe, 8)}"
             f"{where}. Loading it with torch.load(weights_only=False) or pickle would "
             + ("run them: this file executes code." if dangerous else "import and call them."),
@@ -156,28 +157,28 @@ def rule_unsafe_pickle(facts: CheckpointFacts) -> Finding:
                 "network access or credentials.",
             docs=["https://docs.python.org/3/library/pickle.html#restricting-globals"])
     if pickle.get("verified") is False:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        "The pickle could not be read to its end; the part that was read names only allowlisted "
                        "globals, so its safety is unverified.", evidence=evidence,
                        cause="A damaged or truncated pickle (see ckpt.corrupt).",
                        fix="Get an intact copy before loading it.")
     names = pickle.get("globals") or []
-    return verdict(code, Status.OK, f"Only allowlisted globals ({len(names)}): {listing(names, 6)}.",
+    return verdict(Status.OK, f"Only allowlisted globals ({len(names)}): {listing(names, 6)}.",
                    evidence=evidence)
 
 
 def rule_weights_only(facts: CheckpointFacts, torch_version: Optional[str], environ: Mapping[str, str]) -> Finding:
     code = "ckpt.weights-only-refused"
     if facts.format == "safetensors" and facts.weights_only is None:
-        return verdict(code, Status.OK, "safetensors does not go through torch.load.",
+        return verdict(Status.OK, "safetensors does not go through torch.load.",
                        evidence={"format": "safetensors"})
     refusal = facts.weights_only
     if refusal is None:
-        return skipped(code, "No pickle in this checkpoint.")
+        return verdict(Status.SKIP, "No pickle in this checkpoint.")
     evidence = {"torch": torch_version, "reasons": refusal.get("reasons"), "refused_globals": refusal.get("globals"),
                 "opcodes": refusal.get("opcodes")}
     if not refusal.get("refused"):
-        return verdict(code, Status.OK,
+        return verdict(Status.OK,
                        "torch.load(weights_only=True), the default since torch 2.6, accepts it: every global is allowed.",
                        evidence=evidence)
     unsafe = bool(facts.unsafe_globals)
@@ -196,21 +197,21 @@ def rule_weights_only(facts: CheckpointFacts, torch_version: Optional[str], envi
     forced = str(environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "")).lower() in ("1", "true", "yes", "on")
     first_reason = (refusal.get("reasons") or ["refused"])[0]
     if torch_version is None:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"torch >= 2.6 would refuse it by default ({first_reason}); torch is not installed here to tell "
                        "which applies.", evidence=evidence,
                        cause="torch 2.6 changed torch.load's default to weights_only=True.", fix=fix)
     if not version_at_least(torch_version, "2.6"):
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
                        f"Loads with torch {torch_version}, but torch >= 2.6 refuses it by default: {first_reason}.",
                        evidence=evidence,
                        cause="torch 2.6 changed torch.load's default to weights_only=True; upgrading torch breaks ldm's "
                              "`torch.load(ckpt, map_location='cpu')`.", fix=fix)
     if forced:
-        return verdict(code, Status.INFO,
+        return verdict(Status.INFO,
                        f"torch {torch_version} would refuse it ({first_reason}), but TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is "
                        "set, so torch.load unpickles it without restrictions.", evidence=evidence, fix=fix)
-    return verdict(code, Status.FAIL,
+    return verdict(Status.FAIL,
         f"torch {torch_version} refuses it: ldm's `torch.load(ckpt, map_location='cpu')` raises "
         f"\"Weights only load failed ... {first_reason}\".",
         evidence=evidence,

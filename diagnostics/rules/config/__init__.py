@@ -3,9 +3,10 @@
 Each rule takes the config facts (`probes/ldm_config.py`, `LdmConfigFacts`) and the checkpoint's key ->
 shape map (`probes/checkpoint/shapes.py`) as plain data, so every mismatch is tested with hand-made
 facts. The checkpoint layout (prefixes, anchors, variants, text-encoder kinds) is the checkpoint
-package's (`probes/checkpoint/layout.py`). The modules:
+package's (`probes/checkpoint/layout.py`). The rules return unstamped findings; each check's code and
+title are written once, in `CHECKS` below. The modules:
 
-- `common.py`: titles, preconditions (config given / loaded, checkpoint shapes readable), builders;
+- `common.py`: preconditions (config given / loaded, checkpoint shapes readable), config lines;
 - `load.py`: config.load, config.targets;
 - `compare.py`: config.in-channels, config.context-dim, config.use-ema;
 - `cond_stage.py`: config.cond-stage.
@@ -13,10 +14,9 @@ package's (`probes/checkpoint/layout.py`). The modules:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
-from ...findings import Finding, Status
+from ...findings import Finding
 from ...probes.checkpoint.layout import (ATTN2_TO_K, CLIP_PREFIX, EMA, EMA_SCALARS, FLAT_PREFIX, OPENCLIP_PREFIX,
                                          PROJ_IN, SDXL_PREFIX, UNET, UNET_IN, UNET_OUT, VARIANT_TEXT, first_match,
                                          text_encoder_kind, text_encoder_width)
@@ -24,7 +24,7 @@ from ...probes.checkpoint.shapes import CheckpointShapes
 from ...probes.ldm_config import LdmConfigFacts, find_target, target_search_path
 from ...registry import Check, Precondition
 from . import compare, cond_stage, load
-from .common import COMPARED, CONFIG_GIVEN, CONFIG_LOADED, NO_CONFIG, SHAPES_READABLE, TITLES, shapes_unmet
+from .common import COMPARED, CONFIG_GIVEN, CONFIG_LOADED, NO_CONFIG, SHAPES_READABLE, shapes_unmet
 from .compare import CONFIG_FOR, FAMILIES
 from .cond_stage import TE_NAMES, TEXT_ENCODERS, clip_key_style
 
@@ -52,66 +52,25 @@ def _compared(rule):
     return lambda ldm_config, checkpoint_layout: rule(ldm_config, checkpoint_layout.shapes)
 
 
-def _cond_stage(ldm_config: LdmConfigFacts, checkpoint_layout: CheckpointShapes, environment) -> Finding:
-    versions = environment.get("packages") or {}
+def _cond_stage(ldm_config: LdmConfigFacts, checkpoint_layout: CheckpointShapes, versions) -> Finding:
     return cond_stage.rule_cond_stage(ldm_config, checkpoint_layout.shapes, versions.get("transformers"))
 
 
 _COMPARE_READS = ("ldm_config", "checkpoint_layout")
+# The declarations, in report order: code, title (what is checked; it reads right with any status), rule,
+# the facts it reads and the preconditions.
 CHECKS: List[Check] = [
-    Check("config.load", TITLES["config.load"], lambda ldm_config: load.rule_config_load(ldm_config), reads=("ldm_config",),
-          requires=(CONFIG_TO_LOAD,)),
-    Check("config.targets", TITLES["config.targets"], _targets, reads=("ldm_config", "options"),
+    Check("config.load", "LDM config file", lambda ldm_config: load.rule_config_load(ldm_config),
+          reads=("ldm_config",), requires=(CONFIG_TO_LOAD,)),
+    Check("config.targets", "Config targets in the code", _targets, reads=("ldm_config", "options"),
           requires=(CONFIG_GIVEN, CONFIG_LOADED)),
-    Check("config.in-channels", TITLES["config.in-channels"], _compared(compare.rule_in_channels),
+    Check("config.in-channels", "UNet input channels: config vs checkpoint", _compared(compare.rule_in_channels),
           reads=_COMPARE_READS, requires=COMPARED),
-    Check("config.context-dim", TITLES["config.context-dim"], _compared(compare.rule_context_dim),
+    Check("config.context-dim", "Cross-attention width: config vs checkpoint (SD1 vs SD2)",
+          _compared(compare.rule_context_dim), reads=_COMPARE_READS, requires=COMPARED),
+    Check("config.use-ema", "use_ema vs EMA weights in the checkpoint", _compared(compare.rule_use_ema),
           reads=_COMPARE_READS, requires=COMPARED),
-    Check("config.use-ema", TITLES["config.use-ema"], _compared(compare.rule_use_ema), reads=_COMPARE_READS,
-          requires=COMPARED),
-    Check("config.cond-stage", TITLES["config.cond-stage"], _cond_stage, reads=_COMPARE_READS + ("environment",),
-          requires=COMPARED),
+    Check("config.cond-stage", "Text encoder: config vs checkpoint", _cond_stage,
+          reads=_COMPARE_READS + ("versions",), requires=COMPARED),
 ]
 BY_CODE: Dict[str, Check] = {check.code: check for check in CHECKS}
-
-
-# The rules called on facts given by hand (tests): the declared check's preconditions, then the rule.
-# `layout` is the checkpoint's CheckpointShapes; None means the shapes were read.
-
-def _unmet(code: str, config: LdmConfigFacts, layout: Optional[CheckpointShapes] = None) -> Optional[Finding]:
-    check = BY_CODE[code]
-    for precondition in check.requires:
-        if precondition is SHAPES_READABLE:
-            reason = shapes_unmet(layout) if layout is not None else None
-        else:
-            reason = precondition.unmet(config)
-        if reason is not None:
-            found = reason if isinstance(reason, Finding) else Finding("", Status.SKIP, "", reason)
-            return replace(found, code=check.code, title=check.title)
-    return None
-
-
-def rule_config_load(config: LdmConfigFacts) -> Finding:
-    return _unmet("config.load", config) or load.rule_config_load(config)
-
-
-def rule_config_targets(config: LdmConfigFacts, resolved, code_root: Optional[str] = None) -> Finding:
-    return _unmet("config.targets", config) or load.rule_config_targets(config, resolved, code_root)
-
-
-def rule_in_channels(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
-    return _unmet("config.in-channels", config, layout) or compare.rule_in_channels(config, shapes)
-
-
-def rule_context_dim(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
-    return _unmet("config.context-dim", config, layout) or compare.rule_context_dim(config, shapes)
-
-
-def rule_use_ema(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None) -> Finding:
-    return _unmet("config.use-ema", config, layout) or compare.rule_use_ema(config, shapes)
-
-
-def rule_cond_stage(config: LdmConfigFacts, shapes, layout: Optional[CheckpointShapes] = None,
-                    transformers_version: Optional[str] = None) -> Finding:
-    return (_unmet("config.cond-stage", config, layout)
-            or cond_stage.rule_cond_stage(config, shapes, transformers_version))

@@ -1,4 +1,7 @@
-"""What the config.* rules share: titles (written once), preconditions, finding builders, config lines."""
+"""What the config.* rules share: preconditions and config lines.
+
+The rules return `verdict(status, summary, ...)` (`diagnostics.findings`); the registry stamps the
+check's code and title, written once in the declarations (`__init__.py`)."""
 
 from __future__ import annotations
 
@@ -10,15 +13,6 @@ from ...probes.ldm_config import LdmConfigFacts
 from ...registry import Precondition
 
 Shapes = Mapping[str, Sequence[int]]
-
-TITLES: Dict[str, str] = {
-    "config.load": "LDM config file",
-    "config.targets": "Config targets in the code",
-    "config.in-channels": "UNet input channels: config vs checkpoint",
-    "config.context-dim": "Cross-attention width: config vs checkpoint (SD1 vs SD2)",
-    "config.use-ema": "use_ema vs EMA weights in the checkpoint",
-    "config.cond-stage": "Text encoder: config vs checkpoint",
-}
 
 NO_CONFIG = "No --config was given."
 
@@ -49,18 +43,6 @@ CONFIG_LOADED = Precondition("config loaded", ("ldm_config",), _not_loaded)
 # this one hold (the registry gathers them in order): no checkpoint is read for a config that is not there.
 SHAPES_READABLE = Precondition("checkpoint shapes readable", ("checkpoint_layout",), shapes_unmet)
 COMPARED = (CONFIG_GIVEN, CONFIG_LOADED, SHAPES_READABLE)
-
-
-def verdict(code: str, status: Status, summary: str, **details: Any) -> Finding:
-    return Finding(code, status, TITLES[code], summary, **details)
-
-
-def skipped(code: str, reason: str, **evidence: Any) -> Finding:
-    return Finding(code, Status.SKIP, TITLES[code], reason, evidence=evidence)
-
-
-def passed(code: str, summary: str, **evidence: Any) -> Finding:
-    return Finding(code, Status.OK, TITLES[code], summary, evidence=evidence)
 
 
 def config_line(config: LdmConfigFacts, dotted: str) -> Optional[int]:

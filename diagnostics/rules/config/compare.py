@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from ...findings import Finding, Status
+from ...findings import Finding, Status, verdict
 from ...probes.checkpoint.layout import (ATTN2_TO_K, EMA, EMA_SCALARS, PROJ_IN, UNET, UNET_IN, UNET_OUT, VARIANT_TEXT,
                                          first_match, text_encoder_width)
 from ...probes.ldm_config import LdmConfigFacts
-from .common import Shapes, config_where, passed, skipped, unet_params, verdict
+from .common import Shapes, config_where, unet_params
 
 FAMILIES = {768: "SD 1.x (CLIP ViT-L/14 text encoder)", 1024: "SD 2.x (OpenCLIP ViT-H/14 text encoder)",
             2048: "SDXL base", 1280: "SDXL refiner"}
@@ -28,13 +28,12 @@ def _config_for(ctx_dim: Optional[int], in_ch: Optional[int]) -> Optional[str]:
 
 
 def rule_in_channels(config: LdmConfigFacts, shapes: Shapes) -> Finding:
-    code = "config.in-channels"
     summary = config.summary or {}
     unet = unet_params(summary)
     if UNET_IN not in shapes:
-        return skipped(code, f"The checkpoint has no UNet input conv ({UNET_IN}); see ckpt.components.")
+        return verdict(Status.SKIP, f"The checkpoint has no UNet input conv ({UNET_IN}); see ckpt.components.")
     if "in_channels" not in unet:
-        return skipped(code, "The config has no unet_config.params.in_channels to compare.")
+        return verdict(Status.SKIP, "The config has no unet_config.params.in_channels to compare.")
     ck = list(shapes[UNET_IN])
     ck_in = int(ck[1]) if len(ck) > 1 else None
     cfg_in = unet.get("in_channels")
@@ -54,15 +53,15 @@ def rule_in_channels(config: LdmConfigFacts, shapes: Shapes) -> Finding:
         details = _in_channel_mismatch(config, ck, ck_in, cfg_in, ctx_dim)
         if out_mismatch:
             details["summary"] += " " + out_text
-        return verdict(code, Status.FAIL, details.pop("summary"), evidence=evidence, **details)
+        return verdict(Status.FAIL, details.pop("summary"), evidence=evidence, **details)
     if out_mismatch:
-        return verdict(code, Status.FAIL, out_text, evidence=evidence, fix="Use the config shipped with this checkpoint.")
+        return verdict(Status.FAIL, out_text, evidence=evidence, fix="Use the config shipped with this checkpoint.")
     latent = (summary.get("params") or {}).get("channels", 4)
     key = (summary.get("params") or {}).get("conditioning_key")
     if isinstance(cfg_in, int) and isinstance(latent, int) and cfg_in > latent \
             and key not in ("hybrid", "concat", "hybrid-adm"):
         evidence["config"].update(conditioning_key=key, channels=latent)
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             f"in_channels: {cfg_in} matches the checkpoint, but conditioning_key: {key} feeds the UNet only the "
             f"{latent} latent channels: the first denoising step fails with a channel mismatch.",
             evidence=evidence,
@@ -71,8 +70,8 @@ def rule_in_channels(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             fix="Use the variant's own config, e.g. v1-inpainting-inference.yaml "
                 "(target LatentInpaintDiffusion, conditioning_key: hybrid).",
         )
-    return passed(code, f"The UNet input conv {ck} matches in_channels: {cfg_in} "
-                           f"({VARIANT_TEXT.get(ck_in, 'unknown variant')}).", **evidence)
+    return verdict(Status.OK, f"The UNet input conv {ck} matches in_channels: {cfg_in} "
+                   f"({VARIANT_TEXT.get(ck_in, 'unknown variant')}).", evidence=evidence)
 
 
 def _in_channel_mismatch(config: LdmConfigFacts, ck: List[int], ck_in: Optional[int], cfg_in: Any,
@@ -101,7 +100,7 @@ def rule_context_dim(config: LdmConfigFacts, shapes: Shapes) -> Finding:
     to_k = first_match(shapes, ATTN2_TO_K)
     te_width = text_encoder_width(shapes)
     if not to_k and te_width is None:
-        return skipped(code, "The checkpoint has neither UNet cross-attention nor text-encoder weights to compare.")
+        return verdict(Status.SKIP, "The checkpoint has neither UNet cross-attention nor text-encoder weights to compare.")
     cfg_ctx = unet.get("context_dim")
     evidence: Dict[str, Any] = {"config": {"context_dim": cfg_ctx,
                                            "use_linear_in_transformer": unet.get("use_linear_in_transformer", False)},
@@ -133,7 +132,7 @@ def rule_context_dim(config: LdmConfigFacts, shapes: Shapes) -> Finding:
         family = ck_ctx or te_width
         in_ch = int(shapes[UNET_IN][1]) if UNET_IN in shapes and len(shapes[UNET_IN]) > 1 else 4
         suggested = _config_for(family, in_ch)
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             "Config and checkpoint are different model families: " + "; ".join(problems)
             + ". Loading fails with 'size mismatch' on every attn2.to_k/to_v (and proj_in) weight.",
             evidence=evidence,
@@ -146,12 +145,11 @@ def rule_context_dim(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             docs=["https://github.com/TheLastBen/fast-stable-diffusion/issues/607"],
         )
     width = ck_ctx or te_width
-    return passed(code, f"Cross-attention width {width} matches context_dim: {cfg_ctx} "
-                           f"({FAMILIES.get(width, 'unknown family')}).", **evidence)
+    return verdict(Status.OK, f"Cross-attention width {width} matches context_dim: {cfg_ctx} "
+                   f"({FAMILIES.get(width, 'unknown family')}).", evidence=evidence)
 
 
 def rule_use_ema(config: LdmConfigFacts, shapes: Shapes) -> Finding:
-    code = "config.use-ema"
     summary = config.summary or {}
     ema_cfg = summary.get("use_ema") or {}
     use_ema = ema_cfg.get("effective")
@@ -163,15 +161,16 @@ def rule_use_ema(config: LdmConfigFacts, shapes: Shapes) -> Finding:
     evidence = {"use_ema": use_ema, "explicit": bool(ema_cfg.get("explicit")), "config_line": line,
                 "checkpoint": {"unet_tensors": unet_keys, "ema_tensors": shadows, "ema_scalars": scalars}}
     if not unet_keys:
-        return skipped(code, "The checkpoint has no UNet weights, so EMA weights are not expected.", **evidence)
+        return verdict(Status.SKIP, "The checkpoint has no UNet weights, so EMA weights are not expected.",
+                       evidence=evidence)
     if use_ema is None:
-        return skipped(code, f"Cannot tell whether {summary.get('target')} keeps EMA weights (not an ldm DDPM "
-                                 "class and no use_ema in the config).", **evidence)
+        return verdict(Status.SKIP, f"Cannot tell whether {summary.get('target')} keeps EMA weights (not an ldm DDPM "
+                       "class and no use_ema in the config).", evidence=evidence)
     where = "" if ema_cfg.get("explicit") else " (not set in the config: LatentDiffusion defaults use_ema to True)"
     if use_ema and shadows == 0:
         expected_missing = unet_keys + (len(EMA_SCALARS) - len(scalars))
         evidence["expected_missing_keys"] = expected_missing
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             f"use_ema is True{where}, but the checkpoint has no EMA weights (a pruned file): loading reports "
             f"about {expected_missing} missing model_ema.* keys, and model.ema_scope() (used by the txt2img/img2img "
             "scripts) swaps in EMA buffers that were never loaded.",
@@ -183,17 +182,17 @@ def rule_use_ema(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             docs=["https://github.com/CompVis/stable-diffusion/issues/271"],
         )
     if use_ema and shadows < unet_keys:
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             f"use_ema is True{where}, but the checkpoint has only {shadows} of {unet_keys} EMA weights: the rest "
             "stay unloaded and ema_scope() mixes loaded and unloaded weights.",
             evidence=evidence, cause="An incomplete EMA (a merge or a conversion that dropped part of model_ema.*); "
                                      "see ckpt.ema-incomplete.",
             fix=f"Set `use_ema: False` under model.params in {config.path}, or use a complete checkpoint.")
     if use_ema:
-        return passed(code, f"use_ema is True{where} and the checkpoint carries all {shadows} EMA weights.",
-                  **evidence)
+        return verdict(Status.OK, f"use_ema is True{where} and the checkpoint carries all {shadows} EMA weights.",
+                       evidence=evidence)
     if shadows:
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
             f"The checkpoint carries {shadows} EMA weights (model_ema.*) that use_ema: False ignores: they load as "
             "unexpected keys and the model samples with the non-EMA weights model.*.",
             evidence=evidence, blocking=False,
@@ -201,5 +200,5 @@ def rule_use_ema(config: LdmConfigFacts, shapes: Shapes) -> Finding:
             fix="Usually fine. To sample with the EMA weights (what the model card reports), set `use_ema: True` and "
                 "sample inside model.ema_scope(), or use the EMA-only (pruned) release of the checkpoint.",
         )
-    return passed(code, "use_ema is False and the checkpoint has no EMA shadow weights"
-              + (f" (only {', '.join(scalars)}, ignored)" if scalars else "") + ".", **evidence)
+    return verdict(Status.OK, "use_ema is False and the checkpoint has no EMA shadow weights"
+                   + (f" (only {', '.join(scalars)}, ignored)" if scalars else "") + ".", evidence=evidence)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...findings import Finding, Status
+from ...findings import Finding, Status, verdict
 from ...probes.checkpoint.layout import TEXT_ENCODER_LAYOUTS, text_encoder_kind, text_encoder_width
 from ...probes.ldm_config import LdmConfigFacts
 from ...util import version_at_least
-from .common import Shapes, config_where, passed, skipped, verdict
+from .common import Shapes, config_where
 
 TEXT_ENCODERS = {"FrozenCLIPEmbedder": "clip", "FrozenOpenCLIPEmbedder": "openclip", "FrozenCLIPT5Encoder": "clip"}
 TE_NAMES = {layout: name for layout, (_, name) in TEXT_ENCODER_LAYOUTS.items()}
@@ -23,7 +23,6 @@ def clip_key_style(transformers_version: Optional[str]) -> Optional[str]:
 
 
 def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version: Optional[str] = None) -> Finding:
-    code = "config.cond-stage"
     summary = config.summary or {}
     cond = summary.get("cond_stage_config") or {}
     target = cond.get("target") or cond.get("special")
@@ -39,18 +38,20 @@ def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version
                 "checkpoint": {"text_encoder": kind, "tensors": n, "width": text_encoder_width(shapes)},
                 "transformers": transformers_version}
     if target is None:
-        return skipped(code, "The config has no cond_stage_config.", **evidence)
+        return verdict(Status.SKIP, "The config has no cond_stage_config.", evidence=evidence)
     if target == "__is_unconditional__":
         if kind != "absent":
-            return verdict(code, Status.WARN,
+            return verdict(Status.WARN,
                            f"The config builds an unconditional model, but the checkpoint has a {TE_NAMES[kind]}: "
                            "its weights are ignored.", evidence=evidence, blocking=False,
                            fix="Use the config shipped with this checkpoint.")
-        return passed(code, "Unconditional model: no text encoder expected, none in the checkpoint.", **evidence)
+        return verdict(Status.OK, "Unconditional model: no text encoder expected, none in the checkpoint.",
+                       evidence=evidence)
     if expected is None:
-        return skipped(code, f"No rule for text encoder {cls}; the load check still compares its keys.", **evidence)
+        return verdict(Status.SKIP, f"No rule for text encoder {cls}; the load check still compares its keys.",
+                       evidence=evidence)
     if kind == "absent":
-        return verdict(code, Status.INFO,
+        return verdict(Status.INFO,
             f"The checkpoint has no text-encoder weights: {cls} will take them, with the tokenizer, from "
             f"version {version!r} at start-up, so they must be in the Hugging Face cache or in that directory.",
             evidence=evidence,
@@ -59,7 +60,7 @@ def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version
     found = "clip" if kind in ("clip", "clip-flat") else kind
     if found != expected:
         fam = "SD 2.x" if kind == "openclip" else "SD 1.x" if found == "clip" else kind
-        return verdict(code, Status.FAIL,
+        return verdict(Status.FAIL,
             f"The config builds {cls} but the checkpoint's text encoder is {TE_NAMES.get(kind, kind)} ({n} tensors): "
             f"this is an {fam} checkpoint. The encoder's weights would not load, and its output width does not "
             "match the UNet.",
@@ -87,7 +88,7 @@ def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version
                     "or an old NovelAI-style layout)")
             fix = ("Insert `text_model.` after `cond_stage_model.transformer.` in those keys before loading "
                    "(A1111 and ComfyUI do this on load).")
-        return verdict(code, Status.WARN,
+        return verdict(Status.WARN,
             f"{what}: with ldm's strict=False load the file's {n} text-encoder tensors are ignored and the text "
             f"encoder keeps the weights from version {version!r}; a strict load fails.",
             evidence=evidence, blocking=False,
@@ -95,5 +96,5 @@ def rule_cond_stage(config: LdmConfigFacts, shapes: Shapes, transformers_version
                   "them; nn.Module.load_state_dict does not).",
             fix=fix,
         )
-    return passed(code, f"The config's {cls} matches the checkpoint's {TE_NAMES[kind]} ({n} tensors){note}.",
-              **evidence)
+    return verdict(Status.OK, f"The config's {cls} matches the checkpoint's {TE_NAMES[kind]} ({n} tensors){note}.",
+                   evidence=evidence)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
-from ...findings import Finding, Status
+from ...findings import Finding, Status, verdict
 from ...probes.ldm_config import LdmConfigFacts
-from .common import passed, unet_params, verdict
+from .common import unet_params
 
 
 def rule_config_load(config: LdmConfigFacts) -> Finding:
-    code = "config.load"
     err = config.error
     path = config.path
     if err:
@@ -20,16 +19,16 @@ def rule_config_load(config: LdmConfigFacts) -> Finding:
         evidence.update(path=path, message=err.get("message"))
         kind = err.get("kind")
         if kind == "missing-reader":
-            return verdict(code, Status.FAIL, f"Cannot read {path}: neither omegaconf nor PyYAML is installed.",
+            return verdict(Status.FAIL, f"Cannot read {path}: neither omegaconf nor PyYAML is installed.",
                            evidence=evidence, cause="ldm reads its configs with omegaconf.",
                            fix="Install omegaconf: `pip install omegaconf`.")
         if kind == "unreadable":
-            return verdict(code, Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
+            return verdict(Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
                            cause="The file is missing, unreadable or not UTF-8 text.",
                            fix="Pass the path of the model's inference yaml with --config.")
         if kind == "syntax":
             src = err.get("source_line")
-            return verdict(code, Status.FAIL,
+            return verdict(Status.FAIL,
                 f"{path} is not valid YAML{where}: {err.get('message')}" + (f": `{src.strip()}`" if src else ""),
                 evidence=evidence,
                 cause="A YAML syntax error: often a tab used for indentation, an unclosed [ or {, or a missing "
@@ -39,18 +38,18 @@ def rule_config_load(config: LdmConfigFacts) -> Finding:
                       "(e.g. v1-inference.yaml) and indent with spaces only.",
             )
         if kind == "interpolation":
-            return verdict(code, Status.FAIL,
+            return verdict(Status.FAIL,
                            f"{path}: an interpolation cannot be resolved{where}: {err.get('message')}",
                            evidence=evidence, cause="A `${...}` reference points at a key that does not exist.",
                            fix="Replace the `${...}` value with a literal, or define the key it refers to.")
         if kind in ("not-a-mapping", "no-model-target"):
-            return verdict(code, Status.FAIL, f"{path} is not an LDM model config: {err.get('message')}{where}.",
+            return verdict(Status.FAIL, f"{path} is not an LDM model config: {err.get('message')}{where}.",
                            evidence=evidence,
                            cause="ldm builds the model with instantiate_from_config(config.model), which needs "
                                  "`model.target` and `model.params`.",
                            fix="Pass the model's inference config (v1-inference.yaml, v1-inpainting-inference.yaml, "
                                "v2-inference.yaml, ...), not a training or application config.")
-        return verdict(code, Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
+        return verdict(Status.FAIL, f"Cannot read {path}: {err.get('message')}", evidence=evidence,
                        fix="Check the file against the original config shipped with the model.")
     summary = config.summary or {}
     unet = unet_params(summary)
@@ -63,8 +62,8 @@ def rule_config_load(config: LdmConfigFacts) -> Finding:
         bits.append(f"text encoder {str(cond.get('target') or cond.get('special')).rsplit('.', 1)[-1]}")
     if ema.get("effective") is not None:
         bits.append(f"use_ema {ema.get('effective')}" + ("" if ema.get("explicit") else " (default)"))
-    return passed(code, f"Read {path} with {config.reader}: " + "; ".join(bits) + ".",
-              path=path, reader=config.reader, values=summary)
+    return verdict(Status.OK, f"Read {path} with {config.reader}: " + "; ".join(bits) + ".",
+                   evidence={"path": path, "reader": config.reader, "values": summary})
 
 
 def rule_config_targets(config: LdmConfigFacts, resolved: Sequence[Mapping[str, Any]],
@@ -75,8 +74,8 @@ def rule_config_targets(config: LdmConfigFacts, resolved: Sequence[Mapping[str, 
     built_missing = [r for r in missing if "scheduler_config" not in str(r.get("path"))]
     evidence = {"targets": list(resolved), "code_root": code_root}
     if not missing:
-        return passed(code, f"All {len(resolved)} targets in the config resolve to source files "
-                            "(found without importing them).", **evidence)
+        return verdict(Status.OK, f"All {len(resolved)} targets in the config resolve to source files "
+                       "(found without importing them).", evidence=evidence)
     lines = []
     for r in missing:
         if not r.get("found"):
@@ -96,8 +95,9 @@ def rule_config_targets(config: LdmConfigFacts, resolved: Sequence[Mapping[str, 
     if not built_missing:
         names = ", ".join(str(r["target"]) for r in missing)
         one = len(missing) == 1
-        return passed(code, f"All {len(resolved) - len(missing)} targets built for inference resolve to source files "
-                            f"(the training-only {names} {'is' if one else 'are'} not in the code; inference does not "
-                            f"build {'it' if one else 'them'}).", **evidence)
-    return verdict(code, Status.FAIL, f"Targets that cannot be imported: {text}.",
+        return verdict(Status.OK,
+                       f"All {len(resolved) - len(missing)} targets built for inference resolve to source files "
+                       f"(the training-only {names} {'is' if one else 'are'} not in the code; inference does not "
+                       f"build {'it' if one else 'them'}).", evidence=evidence)
+    return verdict(Status.FAIL, f"Targets that cannot be imported: {text}.",
                    evidence=evidence, cause=cause, fix=fix)
