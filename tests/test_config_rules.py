@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from diagnostics.context import Context, Options
+from diagnostics.context import Options
 from diagnostics.findings import Status
 from diagnostics.probes.checkpoint.shapes import CheckpointShapes
 from diagnostics.probes.ldm_config import LdmConfigFacts
@@ -18,10 +18,9 @@ from .rules_helpers import evaluate
 
 def _compared(code, config, shapes, layout=None, transformers_version=None):
     """A config-vs-checkpoint check on `shapes` (`layout`, when given, is the checkpoint's CheckpointShapes:
-    a failed read), memoised on the context the way the checks read it."""
-    ctx = Context(Options(), environ={})
-    ctx.set_fact("checkpoint_layout", layout if layout is not None else CheckpointShapes(ok=True, shapes=dict(shapes)))
-    return evaluate(code, ldm_config=config, ctx=ctx, versions={"transformers": transformers_version})
+    a failed read)."""
+    layout = layout if layout is not None else CheckpointShapes(ok=True, shapes=dict(shapes))
+    return evaluate(code, ldm_config=config, checkpoint_layout=layout, versions={"transformers": transformers_version})
 
 
 def rule_config_load(config):
