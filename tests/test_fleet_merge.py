@@ -83,7 +83,7 @@ def healthy(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory, healthy, bare_python):
+def reports(tmp_path_factory, healthy, request):
     """DIR/nodes/<node>/resolution-report.{json,html}, one per condition (`--out DIR/nodes/{node}`),
     made side by side (and beside the `healthy` node, started first)."""
     base = tmp_path_factory.mktemp("fleet-nodes")
@@ -93,9 +93,10 @@ def reports(tmp_path_factory, healthy, bare_python):
         "normal-2": _Report(sys.executable, out, "normal-2", extra=("--stdout-json",)),
         "hub-down-1": _Report(sys.executable, out, "hub-down-1",
                               env=dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")),
-        "bare-1": _Report(bare_python, out, "bare-1"),
     }
     try:
+        # Asked for only now, so that a venv being built does not hold the other reports back.
+        started["bare-1"] = _Report(request.getfixturevalue("bare_python"), out, "bare-1")
         made = {node: run.finish() for node, run in started.items()}
     finally:
         for run in started.values():
