@@ -28,10 +28,33 @@ def _pip_with_python_option() -> bool:
 def bare_python(tmp_path_factory):
     """An interpreter without torch or transformers: this one where they are absent (the Python 3.8 CI
     job), else a fresh virtualenv with only our runtime dependencies from PyPI (skipped, with the
-    reason, when the package index cannot be reached)."""
+    reason, when the package index cannot be reached). Built once per run, also under pytest-xdist:
+    the workers share it through their common temporary directory, as in
+    https://pytest-xdist.readthedocs.io/en/stable/how-to.html#making-session-scoped-fixtures-execute-only-once"""
     if find_spec("torch") is None and find_spec("transformers") is None:
         return sys.executable
-    env_dir = tmp_path_factory.mktemp("bare-env")
+    base = tmp_path_factory.getbasetemp()
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): each worker builds its own
+        fcntl = None
+    if fcntl is None or not os.environ.get("PYTEST_XDIST_WORKER"):
+        built = _build_bare_env(base / "bare-env")
+    else:
+        shared = base.parent  # the run's directory above popen-gw0, popen-gw1, ...
+        with open(str(shared / "bare-env.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker builds, the others wait for it
+            outcome = shared / "bare-env.outcome"
+            if not outcome.exists():
+                outcome.write_text(_build_bare_env(shared / "bare-env"), encoding="utf-8")
+            built = outcome.read_text(encoding="utf-8")
+    if not built.startswith("python "):
+        pytest.skip(built)
+    return built[len("python "):]
+
+
+def _build_bare_env(env_dir) -> str:
+    """'python PATH', or why the venv could not be made."""
     # This interpreter's pip installs into the venv when it can (`pip --python`, pip 22.3+): the venv
     # then needs no pip of its own, whose installation (ensurepip) takes longer than the install.
     outer_pip = _pip_with_python_option()
@@ -43,5 +66,5 @@ def bare_python(tmp_path_factory):
     proc = subprocess.run([*pip, "install", "-q", "--disable-pip-version-check", *RUNTIME_DEPS],
                           capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
-        pytest.skip(f"could not install the runtime dependencies into a fresh venv: {proc.stderr[-300:]}")
-    return str(python)
+        return f"could not install the runtime dependencies into a fresh venv: {proc.stderr[-300:]}"
+    return f"python {python}"
