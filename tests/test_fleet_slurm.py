@@ -86,7 +86,7 @@ def _no_steps_left(slurm_conf, seconds=30.0) -> str:
                                 text=True, timeout=10, env=_env(slurm_conf)).stdout.strip()
         if not listed:
             return ""
-        time.sleep(0.3)
+        time.sleep(0.1)
     return listed
 
 
