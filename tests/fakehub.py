@@ -19,6 +19,7 @@ with a self-signed certificate: pass `tls=(certfile, keyfile)`, see `self_signed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -63,10 +64,15 @@ def clip_config() -> bytes:
     return (json.dumps(config, indent=2) + "\n").encode()
 
 
+@functools.lru_cache(maxsize=None)
+def _tokenizer_files() -> Tuple[Tuple[str, bytes], ...]:
+    return tuple(tokenizer_files().items())  # built from the 48,894 merges: worth doing once
+
+
 def clip_repo(with_weights: bool = True) -> Dict[str, bytes]:
     """The files of openai/clip-vit-large-patch14 that FrozenCLIPEmbedder reads: the real tokenizer
-    files (built from the CLIP merges), a small config and small weights."""
-    files = dict(tokenizer_files())
+    files (built from the CLIP merges), a small config and small weights. A new dict each call."""
+    files = dict(_tokenizer_files())
     files["config.json"] = clip_config()
     if with_weights:
         files["model.safetensors"] = tiny_safetensors()
@@ -303,7 +309,7 @@ class FakeHub:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(*self.tls)
             server = _Server(self, role, ctx)
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                       name=f"fakehub-{role}", daemon=True)
             thread.start()
             self._servers.append(server)
@@ -312,8 +318,13 @@ class FakeHub:
 
     def stop(self) -> None:
         self._stop.set()
+        # shutdown() waits for serve_forever's next poll: ask both servers at once, not one after the other.
+        stoppers = [threading.Thread(target=server.shutdown) for server in self._servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         for server in self._servers:
-            server.shutdown()
             server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from importlib.util import find_spec
 
 import pytest
 
@@ -13,9 +14,10 @@ from diagnostics.findings import Status
 from tests.fakehub import CLIP_ID, FakeHub, closed_port, download_cli, download_cli_code, hermetic_env, make_context, \
     run_codes
 
-pytestmark = pytest.mark.cache
-pytest.importorskip("transformers")
-pytest.importorskip("huggingface_hub")
+# Both run in the checks' child processes (and huggingface_hub in the probes here): found, not imported.
+pytestmark = [pytest.mark.cache,
+              pytest.mark.skipif(find_spec("transformers") is None, reason="could not import 'transformers'"),
+              pytest.mark.skipif(find_spec("huggingface_hub") is None, reason="could not import 'huggingface_hub'")]
 
 CHECKS = ("cache.model-missing", "tokenizer.functional", "hub.dns", "hub.connect", "hub.http-status",
           "cache.offline-flag")

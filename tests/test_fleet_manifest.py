@@ -65,7 +65,10 @@ def test_strict_validation_rejects_what_kubernetes_would(kubernetes_validate, tm
 
 
 def test_daemonset_targets_gpu_nodes_and_prints_the_report(tmp_path):
-    proc = manifest("--engine", "kubernetes", "--image", IMAGE, "--hf-cache", "/mnt/models/hf", "--namespace", "ml")
+    # The report's findings are not looked at: a short probe timeout (passed on as a report option)
+    # stops its tokenizer child early.
+    proc = manifest("--engine", "kubernetes", "--image", IMAGE, "--hf-cache", "/mnt/models/hf", "--namespace", "ml",
+                    "--report-arg=--timeout=0.2")
     assert "kubectl logs -n ml -l app.kubernetes.io/name=ldm-diagnostics --prefix --tail=-1" in proc.stdout
     assert "fleet merge fleet.log" in proc.stdout
     (doc,) = _documents(proc.stdout)

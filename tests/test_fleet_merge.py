@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -19,13 +20,46 @@ from tests.fakehub import CLIP_ID, clip_repo, closed_port, hermetic_env, populat
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _report(python, out: str, node: str, env=None, extra=()):
-    environ = dict(env if env is not None else os.environ)
-    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    for name in ("SLURMD_NODENAME", "NODE_NAME"):
-        environ.pop(name, None)
-    return subprocess.run([python, "-m", "diagnostics", "report", "--node-id", node, "--out", out,
-                           "--format", "json,html", *extra], env=environ, capture_output=True, text=True, timeout=300)
+HEALTHY = find_spec("transformers") is not None and find_spec("huggingface_hub") is not None
+
+
+class _Report:
+    """`report` started in the background, its output in files (a pipe nobody reads yet would stall
+    it: --stdout-json prints the whole report); `finish()` waits and gives the CompletedProcess."""
+
+    def __init__(self, python, out: str, node: str, env=None, extra=()):
+        environ = dict(env if env is not None else os.environ)
+        environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        for name in ("SLURMD_NODENAME", "NODE_NAME"):
+            environ.pop(name, None)
+        self.files = [tempfile.TemporaryFile(mode="w+", encoding="utf-8") for _ in range(2)]
+        self.outputs = ["", ""]
+        self.proc = subprocess.Popen([python, "-m", "diagnostics", "report", "--node-id", node, "--out", out,
+                                      "--format", "json,html", *extra], env=environ, stdout=self.files[0],
+                                     stderr=self.files[1])
+        self.done = None
+
+    def finish(self) -> subprocess.CompletedProcess:
+        if self.done is None:
+            try:
+                self.proc.wait(timeout=300)
+            finally:
+                self.stop()
+            stdout, stderr = self.outputs
+            self.done = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, stdout, stderr)
+        return self.done
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.files:
+            self.outputs = []
+            for handle in self.files:
+                handle.seek(0)
+                self.outputs.append(handle.read())
+                handle.close()
+            self.files = []
 
 
 def fleet(*args, cwd=None):
@@ -35,17 +69,38 @@ def fleet(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory, bare_python):
-    """DIR/<node>/resolution-report.{json,html}, one per condition (`--out DIR/{node}`)."""
+def healthy(tmp_path_factory):
+    """A node with CLIP cached and offline mode on, alone in its DIR/nodes/: started here, so that it
+    runs while `reports` makes the others; `healthy()` waits for it and gives (DIR/nodes, the run)."""
+    if not HEALTHY:
+        yield None
+        return
+    base = tmp_path_factory.mktemp("fleet-healthy")
+    populate_cache(base / "hf" / "hub", CLIP_ID, clip_repo())
+    run = _Report(sys.executable, str(base / "nodes" / "{node}"), "healthy-1", env=hermetic_env(base, HF_HUB_OFFLINE="1"))
+    yield lambda: (base / "nodes", run.finish())
+    run.stop()
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory, healthy, request):
+    """DIR/nodes/<node>/resolution-report.{json,html}, one per condition (`--out DIR/nodes/{node}`),
+    made side by side (and beside the `healthy` node, started first)."""
     base = tmp_path_factory.mktemp("fleet-nodes")
     out = str(base / "nodes" / "{node}")
-    made = {
-        "normal-1": _report(sys.executable, out, "normal-1"),
-        "normal-2": _report(sys.executable, out, "normal-2", extra=("--stdout-json",)),
-        "hub-down-1": _report(sys.executable, out, "hub-down-1",
+    started = {
+        "normal-1": _Report(sys.executable, out, "normal-1"),
+        "normal-2": _Report(sys.executable, out, "normal-2", extra=("--stdout-json",)),
+        "hub-down-1": _Report(sys.executable, out, "hub-down-1",
                               env=dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")),
-        "bare-1": _report(bare_python, out, "bare-1"),
     }
+    try:
+        # Asked for only now, so that a venv being built does not hold the other reports back.
+        started["bare-1"] = _Report(request.getfixturevalue("bare_python"), out, "bare-1")
+        made = {node: run.finish() for node, run in started.items()}
+    finally:
+        for run in started.values():
+            run.stop()
     for node, proc in made.items():
         assert proc.returncode in (0, 1), (node, proc.stdout[-1000:], proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -132,20 +187,17 @@ def test_merge_reads_kubectl_logs_with_framed_reports(reports, tmp_path):
     assert nodes["gpu-b"]["source"].startswith(f"{log}:")
 
 
-@pytest.mark.skipif(find_spec("transformers") is None or find_spec("huggingface_hub") is None,
-                    reason="a healthy node needs transformers and huggingface_hub for the tokenizer check")
-def test_exit_0_only_when_no_node_blocks_and_none_is_missing(tmp_path):
-    env = hermetic_env(tmp_path, HF_HUB_OFFLINE="1")
-    populate_cache(tmp_path / "hf" / "hub", CLIP_ID, clip_repo())
-    proc = _report(sys.executable, str(tmp_path / "nodes" / "{node}"), "healthy-1", env=env)
-    data = json.loads((tmp_path / "nodes" / "healthy-1" / "resolution-report.json").read_text(encoding="utf-8"))
+@pytest.mark.skipif(not HEALTHY, reason="a healthy node needs transformers and huggingface_hub for the tokenizer check")
+def test_exit_0_only_when_no_node_blocks_and_none_is_missing(healthy, tmp_path):
+    nodes, proc = healthy()
+    data = json.loads((nodes / "healthy-1" / "resolution-report.json").read_text(encoding="utf-8"))
     if data["blocking"]:
         pytest.skip(f"this machine blocks even with CLIP cached: {data['blocking']}")
     assert proc.returncode == 0
-    ok = fleet("merge", str(tmp_path / "nodes"), "--out", str(tmp_path / "a"))
+    ok = fleet("merge", str(nodes), "--out", str(tmp_path / "a"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert _merge_json(tmp_path / "a")["groups"][0]["summary"] == "1 of 1 nodes: nothing blocking"
-    short = fleet("merge", str(tmp_path / "nodes"), "--out", str(tmp_path / "b"), "--expect", "healthy-[1-2]")
+    short = fleet("merge", str(nodes), "--out", str(tmp_path / "b"), "--expect", "healthy-[1-2]")
     assert short.returncode == 1 and "missing healthy-2" in short.stdout
 
 

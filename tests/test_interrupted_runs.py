@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,17 +44,25 @@ def _cmd(tmp_path, env_extra=None):
     return [sys.executable, "-c", RUNNER, "report", "--out", "out"], env
 
 
-def _complete_report(tmp_path):
-    cmd, env = _cmd(tmp_path)
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def complete_out(tmp_path_factory):
+    """`out/` of one complete run, made once: each test starts from a copy of it."""
+    base = tmp_path_factory.mktemp("complete")
+    cmd, env = _cmd(base)
+    proc = subprocess.run(cmd, cwd=str(base), env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1), proc.stderr
+    return base / "out"
+
+
+def _complete_report(tmp_path, complete_out):
+    shutil.copytree(str(complete_out), str(tmp_path / "out"))
     return {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_keeps_the_last_report_and_writes_an_incomplete_one(tmp_path, sig):
-    before = _complete_report(tmp_path)
+def test_interrupt_keeps_the_last_report_and_writes_an_incomplete_one(tmp_path, complete_out, sig):
+    before = _complete_report(tmp_path, complete_out)
     marker = tmp_path / "started"
     cmd, env = _cmd(tmp_path, {"SLOW_MARKER": str(marker)})
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,8 +83,8 @@ def test_interrupt_keeps_the_last_report_and_writes_an_incomplete_one(tmp_path, 
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_crashing_check_marks_the_report_incomplete(tmp_path):
-    before = _complete_report(tmp_path)
+def test_a_crashing_check_marks_the_report_incomplete(tmp_path, complete_out):
+    before = _complete_report(tmp_path, complete_out)
     cmd, env = _cmd(tmp_path, {"CRASH": "1"})
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 1)

@@ -93,10 +93,13 @@ def parse_srun(result: StepResult) -> StepResult:
 def _cancel(proc: subprocess.Popen, result: StepResult, wait: float = 15.0) -> None:
     """Terminate the step: SIGINT twice within a second, then scancel JOB.STEP, then kill srun."""
     try:
-        for _ in range(2):
+        for attempt in range(2):
+            if attempt:
+                # Pending signals are not queued: one sent before srun has taken the first would merge
+                # with it. No sleep after the second one: the wait below ends when srun does.
+                time.sleep(0.3)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-                time.sleep(0.3)
         proc.wait(timeout=wait)
         return
     except subprocess.TimeoutExpired:
@@ -142,14 +145,13 @@ def run_step(argv: List[str], timeout: float, environ: Optional[Dict[str, str]] 
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    deadline = time.monotonic() + timeout
     try:
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                result.timed_out = True
-                _cancel(proc, result)
-                break
-            time.sleep(0.1)
+        try:
+            # Returns as soon as srun exits; Popen.wait polls in short sleeps, so Ctrl-C still lands here.
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            result.timed_out = True
+            _cancel(proc, result)
     except KeyboardInterrupt:
         result.interrupted = True
         _cancel(proc, result)
