@@ -4,7 +4,9 @@ Every payload is assembled at test time from opcode bytes (or from `pickle.dumps
 `__reduce_ex__` names the call) and would create a marker file if it were unpickled. The library
 inspects each file with `--deep` and `--hash`; the marker must never appear. Where it makes sense a
 control test proves the payload is live: the same bytes unpickled (or `torch.load`ed with
-`weights_only=False`) in a child process do create the marker.
+`weights_only=False`) in a child process do create the marker. The controls share one child (one torch
+import, see `controls` at the end); each control has its own marker, and its test fails when that
+marker is missing.
 
 The classes, after picklescan's, modelscan's and fickling's advisories and issues (see
 `shared/research/checkpoint-anchors.md`): pickles in zip members a scanner does not read (non-.pkl
@@ -19,7 +21,9 @@ with look-alike characters, NUL, spaces or dotted attribute paths.
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
 import os
 import pickle
 import struct
@@ -61,11 +65,6 @@ def assert_flagged(facts: Dict, names: Sequence[str], member: Optional[str] = No
         assert facts["pickle"]["where"][names[0]]["member"] == member, facts["pickle"]["where"]
     wo = rule_weights_only(facts, "2.6.0", {})
     assert "add_safe_globals(" not in wo.fix  # never advise allowlisting code
-
-
-def run_child(code: str, path: Path, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=180,
-                          env=env)
 
 
 UNPICKLE = "import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())"
@@ -159,11 +158,8 @@ def test_a_pickle_in_a_member_with_another_name_is_flagged(tmp_path, members, wh
     assert not marker.exists()
 
 
-def test_control_the_member_pickle_is_live_when_unpickled(tmp_path):
-    marker = tmp_path / "marker"
-    path = f.write_bytes(tmp_path / "member.bin", f.pickle_p2("os", "system", f.marker_shell(marker)))
-    run_child(UNPICKLE, path)
-    assert marker.exists()
+def test_control_the_member_pickle_is_live_when_unpickled(controls):
+    assert_live(controls, "member-pickle")
 
 
 def evil_zip(members, marker: Path, **entry) -> bytes:
@@ -184,12 +180,8 @@ def test_data_pkl_whose_local_name_differs_from_the_central_one(tmp_path, member
     assert not marker.exists()
 
 
-def test_control_torch_loads_a_data_pkl_whose_local_name_differs(tmp_path, members):
-    marker = tmp_path / "marker"
-    path = f.write_bytes(tmp_path / "evil.ckpt", evil_zip(members, marker, method=8,
-                                                          local_name=members[0][0].replace("data.pkl", "nope.bin")))
-    run_child(TORCH_LOAD, path)
-    assert marker.exists()
+def test_control_torch_loads_a_data_pkl_whose_local_name_differs(members, controls):
+    assert_live(controls, "local-name-differs")
 
 
 @pytest.mark.parametrize("flag", [0x1, 0x20, 0x40], ids=["encrypted", "patched", "strong-encryption"])
@@ -214,12 +206,8 @@ def test_data_pkl_named_in_upper_case_is_the_one_torch_loads(tmp_path, members):
     assert not marker.exists()
 
 
-def test_control_torch_loads_an_upper_case_data_pkl(tmp_path, members):
-    marker = tmp_path / "marker"
-    entries = entries_of(members, {"data.pkl": with_payload(dict(members)[members[0][0]], system(marker))})
-    entries[0]["name"] = entries[0]["name"].replace("data.pkl", "DATA.PKL")
-    run_child(TORCH_LOAD, f.write_bytes(tmp_path / "evil.ckpt", hand_zip(entries)))
-    assert marker.exists()
+def test_control_torch_loads_an_upper_case_data_pkl(members, controls):
+    assert_live(controls, "upper-case-data-pkl")
 
 
 def test_local_header_that_claims_more_bytes_than_the_central_directory(tmp_path, members):
@@ -286,12 +274,8 @@ def test_second_pickle_after_stop_in_a_plain_pickle(tmp_path):
     assert not marker.exists()
 
 
-def test_control_a_loader_that_reads_on_runs_the_second_pickle(tmp_path):
-    marker = tmp_path / "marker"
-    path = f.write_bytes(tmp_path / "model.pkl", b"\x80\x02}q\x00." + f.pickle_p2("os", "system",
-                                                                                  f.marker_shell(marker)))
-    run_child("import pickle, sys\nwith open(sys.argv[1], 'rb') as fh:\n    pickle.load(fh); pickle.load(fh)", path)
-    assert marker.exists()
+def test_control_a_loader_that_reads_on_runs_the_second_pickle(controls):
+    assert_live(controls, "reads-on")
 
 
 # ---------------------------------------------------------------- first bytes that pass for something else
@@ -320,11 +304,9 @@ def test_pickle_whose_first_bytes_pass_for_another_format(tmp_path, kind, ext):
 
 
 @pytest.mark.parametrize("kind", ["brace-at-byte-8", "no-proto", "late-call", "late-call-text"])
-def test_control_torch_load_unpickles_them(tmp_path, kind):
+def test_control_torch_load_unpickles_them(controls, kind):
     pytest.importorskip("torch")
-    marker = tmp_path / "marker"
-    run_child(TORCH_LOAD, f.write_bytes(tmp_path / "model.ckpt", disguised(marker)[kind]))
-    assert marker.exists()
+    assert_live(controls, f"disguised:{kind}")
 
 
 def test_real_safetensors_and_text_files_are_not_taken_for_pickles(tmp_path):
@@ -376,11 +358,9 @@ def test_legacy_tar_format_is_read_as_the_pickles_it_holds(tmp_path):
     assert not marker.exists()
 
 
-def test_control_torch_load_unpickles_a_legacy_tar(tmp_path):
+def test_control_torch_load_unpickles_a_legacy_tar(controls):
     pytest.importorskip("torch")
-    marker = tmp_path / "marker"
-    run_child(TORCH_LOAD, f.write_bytes(tmp_path / "old.ckpt", legacy_tar(marker)))
-    assert marker.exists()
+    assert_live(controls, "legacy-tar")
 
 
 # ---------------------------------------------------------------- globals reached through attribute chains
@@ -421,10 +401,8 @@ def test_globals_reached_through_attribute_chains(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", sorted(chains(Path("m"))))
-def test_control_the_chains_are_live(tmp_path, name):
-    marker = tmp_path / "marker"
-    run_child(UNPICKLE, f.write_bytes(tmp_path / "model.pkl", chains(marker)[name][0]))
-    assert marker.exists()
+def test_control_the_chains_are_live(controls, name):
+    assert_live(controls, f"chain:{name}")
 
 
 # ---------------------------------------------------------------- gadgets in trusted packages
@@ -454,12 +432,10 @@ def test_gadgets_in_trusted_packages(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["collect_env.run", "pickle.loads"])
-def test_control_the_gadgets_are_live(tmp_path, name):
+def test_control_the_gadgets_are_live(controls, name):
     if name == "collect_env.run":
         pytest.importorskip("torch")
-    marker = tmp_path / "marker"
-    run_child(UNPICKLE, f.write_bytes(tmp_path / "model.pkl", gadgets(marker, tmp_path / "inner.pkl")[name][0]))
-    assert marker.exists()
+    assert_live(controls, f"gadget:{name}")
 
 
 # ---------------------------------------------------------------- BUILD, __setstate__, __reduce_ex__, INST, OBJ
@@ -497,10 +473,8 @@ def test_build_and_setstate_tricks(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["__setstate__=os.system", "INST (protocol 0)", "OBJ (protocol 1)"])
-def test_control_the_build_tricks_are_live(tmp_path, name):
-    marker = tmp_path / "marker"
-    run_child(UNPICKLE, f.write_bytes(tmp_path / "model.pkl", build_tricks(marker)[name][0]))
-    assert marker.exists()
+def test_control_the_build_tricks_are_live(controls, name):
+    assert_live(controls, f"build:{name}")
 
 
 class _Reduced:
@@ -522,10 +496,8 @@ def test_reduce_ex_objects_of_every_protocol(tmp_path, protocol):
     assert not marker.exists()
 
 
-def test_control_a_reduce_ex_pickle_is_live(tmp_path):
-    marker = tmp_path / "marker"
-    run_child(UNPICKLE, f.write_bytes(tmp_path / "model.pkl", pickle.dumps(_Reduced(f.marker_shell(marker)), 2)))
-    assert marker.exists()
+def test_control_a_reduce_ex_pickle_is_live(controls):
+    assert_live(controls, "reduce-ex")
 
 
 # ---------------------------------------------------------------- the copyreg extension registry
@@ -544,13 +516,8 @@ def test_extension_registry_opcodes(tmp_path, op):
     assert not marker.exists()
 
 
-def test_control_an_extension_code_is_live_once_registered(tmp_path):
-    marker = tmp_path / "marker"
-    path = f.write_bytes(tmp_path / "model.pkl", b"\x80\x02" + EXTENSIONS["EXT2"] + b"(" + u(f.marker_shell(marker))
-                         + b"tR.")
-    register = "import copyreg, pickle, sys\ncopyreg.add_extension('os', 'system', 0x100)\n"
-    run_child(register + "pickle.loads(open(sys.argv[1], 'rb').read())", path)
-    assert marker.exists()
+def test_control_an_extension_code_is_live_once_registered(controls):
+    assert_live(controls, "extension")
 
 
 # ---------------------------------------------------------------- globals spelled to look like others
@@ -580,11 +547,9 @@ def test_globals_spelled_with_look_alikes_nul_spaces_or_dots(tmp_path, kind):
     assert not marker.exists()
 
 
-def test_control_a_dotted_path_reaches_os_system(tmp_path):
+def test_control_a_dotted_path_reaches_os_system(controls):
     pytest.importorskip("torch")
-    marker = tmp_path / "marker"
-    run_child(UNPICKLE, f.write_bytes(tmp_path / "model.pkl", spelled("torch", "serialization.os.system", marker)))
-    assert marker.exists()
+    assert_live(controls, "dotted-path")
 
 
 # ---------------------------------------------------------------- the extra reads raise no false alarm
@@ -603,3 +568,92 @@ def test_real_ldm_checkpoints_raise_no_false_alarm(tmp_path):
         assert facts["problems"] == [] and rule_corrupt(facts).status is Status.OK, facts["problems"]
         assert facts["tensors_total"] == len(sd)
         assert facts["training"]["optimizer_states"]["tensors"] == 6
+
+
+# ---------------------------------------------------------------- the controls, all in one child process
+
+REGISTER_EXT2 = "import copyreg\ncopyreg.add_extension('os', 'system', 0x100)\n"
+READ_ON = "import pickle, sys\nwith open(sys.argv[1], 'rb') as fh:\n    pickle.load(fh); pickle.load(fh)"
+
+# Runs each control's code with sys.argv[1] set to its file, as `python -c CODE FILE` would; a control
+# that raises is recorded (its marker is then what decides its test), the next one runs all the same.
+CONTROL_CHILD = """
+import json, sys, traceback
+plan, out = sys.argv[1], sys.argv[2]
+errors = {}
+for name, code, path in json.load(open(plan)):
+    sys.argv = ["-c", path]
+    try:
+        exec(compile(code, "<control %s>" % name, "exec"), {"__name__": "__main__"})
+    except BaseException:
+        errors[name] = traceback.format_exc(limit=4)
+with open(out, "w") as fh:
+    json.dump(errors, fh)
+"""
+
+
+def control_plan(root: Path, members: Optional[List[Tuple[str, bytes]]]) -> List[Tuple[str, str, Path, Path]]:
+    """(name, code, file, marker) of every control; the torch ones only where torch is installed.
+
+    The controls that need no torch come first, so that they run before anything imported it.
+    """
+    plan: List[Tuple[str, str, Path, Path]] = []
+
+    def add(name: str, code: str, file_name: str, make) -> None:
+        folder = root / f"control-{len(plan)}"
+        folder.mkdir()
+        marker = folder / "marker"
+        plan.append((name, code, f.write_bytes(folder / file_name, make(marker, folder)), marker))
+
+    add("member-pickle", UNPICKLE, "member.bin", lambda m, d: f.pickle_p2("os", "system", f.marker_shell(m)))
+    add("reads-on", READ_ON, "model.pkl",
+        lambda m, d: b"\x80\x02}q\x00." + f.pickle_p2("os", "system", f.marker_shell(m)))
+    for name in sorted(chains(Path("m"))):
+        add(f"chain:{name}", UNPICKLE, "model.pkl", lambda m, d, name=name: chains(m)[name][0])
+    add("gadget:pickle.loads", UNPICKLE, "model.pkl", lambda m, d: gadgets(m, d / "inner.pkl")["pickle.loads"][0])
+    for name in ["__setstate__=os.system", "INST (protocol 0)", "OBJ (protocol 1)"]:
+        add(f"build:{name}", UNPICKLE, "model.pkl", lambda m, d, name=name: build_tricks(m)[name][0])
+    add("reduce-ex", UNPICKLE, "model.pkl", lambda m, d: pickle.dumps(_Reduced(f.marker_shell(m)), 2))
+    add("extension", REGISTER_EXT2 + UNPICKLE, "model.pkl",
+        lambda m, d: b"\x80\x02" + EXTENSIONS["EXT2"] + b"(" + u(f.marker_shell(m)) + b"tR.")
+    if members is None:
+        return plan
+    local_name = members[0][0].replace("data.pkl", "nope.bin")
+    add("local-name-differs", TORCH_LOAD, "evil.ckpt",
+        lambda m, d: evil_zip(members, m, method=8, local_name=local_name))
+
+    def upper_case(m: Path, d: Path) -> bytes:
+        entries = entries_of(members, {"data.pkl": with_payload(dict(members)[members[0][0]], system(m))})
+        entries[0]["name"] = entries[0]["name"].replace("data.pkl", "DATA.PKL")
+        return hand_zip(entries)
+
+    add("upper-case-data-pkl", TORCH_LOAD, "evil.ckpt", upper_case)
+    for kind in ["brace-at-byte-8", "no-proto", "late-call", "late-call-text"]:
+        add(f"disguised:{kind}", TORCH_LOAD, "model.ckpt", lambda m, d, kind=kind: disguised(m)[kind])
+    add("legacy-tar", TORCH_LOAD, "old.ckpt", lambda m, d: legacy_tar(m))
+    add("gadget:collect_env.run", UNPICKLE, "model.pkl",
+        lambda m, d: gadgets(m, d / "inner.pkl")["collect_env.run"][0])
+    add("dotted-path", UNPICKLE, "model.pkl", lambda m, d: spelled("torch", "serialization.os.system", m))
+    return plan
+
+
+@pytest.fixture(scope="module")
+def controls(request, tmp_path_factory) -> Dict[str, Tuple[Path, str]]:
+    """control name -> (its marker, what went wrong in the child): every control run in one child."""
+    root = tmp_path_factory.mktemp("controls")
+    members = request.getfixturevalue("members") if importlib.util.find_spec("torch") is not None else None
+    plan = control_plan(root, members)
+    (root / "plan.json").write_text(json.dumps([(name, code, str(path)) for name, code, path, _ in plan]))
+    proc = subprocess.run([sys.executable, "-c", CONTROL_CHILD, str(root / "plan.json"), str(root / "errors.json")],
+                          capture_output=True, text=True, timeout=300)
+    if (root / "errors.json").is_file():
+        errors = json.loads((root / "errors.json").read_text())
+        return {name: (marker, errors.get(name, "its code ran without an error")) for name, _, _, marker in plan}
+    child = f"the controls' child exited with {proc.returncode}: {proc.stderr[-2000:]}"
+    return {name: (marker, child) for name, _, _, marker in plan}
+
+
+def assert_live(controls: Dict[str, Tuple[Path, str]], name: str) -> None:
+    """The control's payload ran: its marker exists."""
+    marker, error = controls[name]
+    assert marker.exists(), f"{name}: no marker; {error}"

@@ -105,6 +105,28 @@ def seeds() -> Dict[str, bytes]:
     return out
 
 
+@lru_cache(maxsize=None)
+def seed_members() -> Tuple[Tuple[str, bytes], ...]:
+    """(name, bytes) of the seed zip's members, in file order."""
+    with zipfile.ZipFile(io.BytesIO(seeds()["zip"])) as z:
+        return tuple((info.filename, z.read(info.filename)) for info in z.infolist())
+
+
+@lru_cache(maxsize=None)
+def seed_layout(kind: str) -> Tuple[List[int], List[Tuple[int, int]]]:
+    """The layout of a seed ("zip", "safetensors" or "data.pkl"): the seeds never change, so once per run."""
+    if kind == "zip":
+        return zip_layout(seeds()["zip"])
+    if kind == "safetensors":
+        return safetensors_layout(seeds()["safetensors"])
+    return opcode_layout(seed_data_pkl())
+
+
+@lru_cache(maxsize=None)
+def seed_data_pkl() -> bytes:
+    return _data_pkl(seeds()["zip"])
+
+
 # ---------------------------------------------------------------- where the formats are fragile
 
 def zip_layout(data: bytes) -> Tuple[List[int], List[Tuple[int, int]]]:
@@ -182,11 +204,11 @@ def flip(data: bytearray, flips: List[Tuple[int, int]]) -> None:
 @st.composite
 def zip_cases(draw) -> Case:
     base = seeds()["zip"]
-    bounds, fields = zip_layout(base)
+    bounds, fields = seed_layout("zip")
     data = bytearray(base)
     how = draw(st.sampled_from(["truncate", "extreme", "duplicate", "flip", "extreme+truncate"]))
     if how == "duplicate":
-        return duplicate_member(base, draw)
+        return duplicate_member(draw)
     label = how
     if "extreme" in how:
         pos, width = draw(st.sampled_from(fields))
@@ -204,35 +226,33 @@ def zip_cases(draw) -> Case:
     return Case(label, bytes(data))
 
 
-def duplicate_member(base: bytes, draw) -> Case:
-    """A copy of the zip with one member written twice: the copy identical, or altered, or renamed in case."""
-    with zipfile.ZipFile(io.BytesIO(base)) as zin:
-        infos = zin.infolist()
-        which = draw(st.integers(0, len(infos) - 1))
-        variant = draw(st.sampled_from(["same", "altered", "upper-case", "first"]))
-        out = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
-                for i, info in enumerate(infos):
-                    body = zin.read(info.filename)
-                    if variant == "first" and i == which:
-                        zout.writestr(info.filename, body)
-                    zout.writestr(info.filename, body)
-                    if i == which and variant != "first":
-                        copy = bytearray(body)
-                        if variant == "altered" and copy:
-                            flip(copy, draw(bit_flips(len(copy))))
-                        name = info.filename.upper() if variant == "upper-case" else info.filename
-                        zout.writestr(name, bytes(copy))
-    return Case(f"duplicate {infos[which].filename} ({variant})", out.getvalue())
+def duplicate_member(draw) -> Case:
+    """A copy of the seed zip with one member written twice: the copy identical, or altered, or renamed in case."""
+    members = seed_members()
+    which = draw(st.integers(0, len(members) - 1))
+    variant = draw(st.sampled_from(["same", "altered", "upper-case", "first"]))
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+            for i, (filename, body) in enumerate(members):
+                if variant == "first" and i == which:
+                    zout.writestr(filename, body)
+                zout.writestr(filename, body)
+                if i == which and variant != "first":
+                    copy = bytearray(body)
+                    if variant == "altered" and copy:
+                        flip(copy, draw(bit_flips(len(copy))))
+                    name = filename.upper() if variant == "upper-case" else filename
+                    zout.writestr(name, bytes(copy))
+    return Case(f"duplicate {members[which][0]} ({variant})", out.getvalue())
 
 
 @st.composite
 def safetensors_cases(draw) -> Case:
     base = seeds()["safetensors"]
     n = struct.unpack_from("<Q", base)[0]
-    bounds, _ = safetensors_layout(base)
+    bounds, _ = seed_layout("safetensors")
     data = bytearray(base)
     how = draw(st.sampled_from(["length", "truncate", "json-number", "flip", "length+truncate"]))
     label = how
@@ -265,8 +285,8 @@ def safetensors_cases(draw) -> Case:
 @st.composite
 def data_pkl_cases(draw) -> Case:
     """A mutated data.pkl of the seed zip."""
-    base = _data_pkl(seeds()["zip"])
-    bounds, fields = opcode_layout(base)
+    base = seed_data_pkl()
+    bounds, fields = seed_layout("data.pkl")
     data = bytearray(base)
     how = draw(st.sampled_from(["truncate", "operand", "opcode", "append", "flip"]))
     label = how
@@ -353,6 +373,8 @@ def check_file(name: Optional[str], label: str, data: bytes, ext: str, reader: O
                workdir: Path) -> Dict[str, Any]:
     """The properties for one mutated file (counted under `name` when given); returns the facts."""
     path = workdir / f"case{ext}"
+    if path.exists():
+        path.unlink()  # a new file: rewriting one in place waits for its old blocks on some file systems
     path.write_bytes(data)
     start = time.perf_counter()
     tracemalloc.start()
@@ -403,12 +425,10 @@ def pickle_property(case: Case, workdir: Path) -> None:
     res = read_pickle(case.data, max_ops=PICKLE_OP_LIMIT)  # never raises; bounded by the op limit
     assert res.opcodes <= PICKLE_OP_LIMIT + 1
     assert res.complete or res.error, case.label
-    with zipfile.ZipFile(io.BytesIO(seeds()["zip"])) as zin:
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
-            for info in zin.infolist():
-                body = case.data if info.filename.endswith("/data.pkl") else zin.read(info.filename)
-                zout.writestr(info.filename, body)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for filename, body in seed_members():
+            zout.writestr(filename, case.data if filename.endswith("/data.pkl") else body)
     facts = check_file("pickle", case.label, out.getvalue(), ".ckpt", None, workdir)
     if not res.complete:
         assert facts["safe"] is not True, case.label  # an unreadable data.pkl is never called safe

@@ -41,6 +41,13 @@ def files(sd, tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def inpaint_model(sd):
+    """The real inpainting model (use_ema), built once: the tests below only load state dicts into it,
+    and what they assert (the keys it drops, the shapes it refuses) does not depend on its weights."""
+    return f.build_model(INPAINT, use_ema=True)
+
+
 def count(sd, prefix, params=False):
     keys = [k for k in sd if k.startswith(prefix)]
     if not params:
@@ -152,12 +159,11 @@ def test_bare_state_dict_warns_about_ldm_loader(files):
     assert f_.status is Status.WARN and "KeyError: 'state_dict'" in f_.summary
 
 
-def test_clip_key_claim_holds_for_the_installed_transformers(sd):
+def test_clip_key_claim_holds_for_the_installed_transformers(sd, inpaint_model):
     """ckpt.clip-missing says whether ldm's load_state_dict(strict=False) picks up the file's CLIP keys."""
     from importlib.metadata import version
 
-    model = f.build_model(INPAINT, use_ema=True)
-    result = model.load_state_dict(sd, strict=False)
+    result = inpaint_model.load_state_dict(sd, strict=False)
     dropped = [k for k in result.unexpected_keys if k.startswith("cond_stage_model.")]
     picked_up = rules.text_encoder_loaded_by("text_model", version("transformers"))
     assert picked_up == (len(dropped) == 0)
@@ -214,7 +220,7 @@ def test_incomplete_ema(tmp_path, sd):
     assert rules.rule_ema_incomplete(facts).status is Status.WARN
 
 
-def test_txt2img_ema_in_an_inpainting_file(tmp_path, sd):
+def test_txt2img_ema_in_an_inpainting_file(tmp_path, sd, inpaint_model):
     other = f.ldm_state_dict(TXT2IMG)
     facts = derived(tmp_path, "mixed.safetensors", f.ema_from(sd, other))
     mm = facts["ema"]["shape_mismatches"]
@@ -223,9 +229,8 @@ def test_txt2img_ema_in_an_inpainting_file(tmp_path, sd):
     finding = rules.rule_ema_shape_mismatch(facts)
     assert finding.status is Status.FAIL
     # The claim in the message: with use_ema the real model refuses to load it, strict=False or not.
-    model = f.build_model(INPAINT, use_ema=True)
     with pytest.raises(RuntimeError, match="size mismatch for model_ema.diffusion_modelinput_blocks00weight"):
-        model.load_state_dict(f.ema_from(sd, other), strict=False)
+        inpaint_model.load_state_dict(f.ema_from(sd, other), strict=False)
 
 
 def test_untrained_ema_by_counter_and_by_data(tmp_path, sd):

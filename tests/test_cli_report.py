@@ -21,10 +21,21 @@ def run_cli(*args, cwd, env=None, python=sys.executable):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_report_writes_md_html_json_with_the_seed_sections(tmp_path):
-    proc = run_cli("report", "--out", "out", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """One `report --out out` run, under the umask 022, read by the tests below: (process, its --out)."""
+    cwd = tmp_path_factory.mktemp("report")
+    old = os.umask(0o022)  # the child inherits it
+    try:
+        proc = run_cli("report", "--out", "out", cwd=cwd)
+    finally:
+        os.umask(old)
+    return proc, cwd / "out"
+
+
+def test_report_writes_md_html_json_with_the_seed_sections(report_run):
+    proc, out = report_run
     assert proc.returncode in (0, 1), proc.stderr
-    out = tmp_path / "out"
     md = (out / "resolution-report.md").read_text(encoding="utf-8")
     page = (out / "resolution-report.html").read_text(encoding="utf-8")
     data = json.loads((out / "resolution-report.json").read_text(encoding="utf-8"))
@@ -128,13 +139,10 @@ def test_an_unreadable_file_is_exit_2_everywhere(tmp_path, command):
     assert proc.returncode == 2 and "not readable (permission denied)" in proc.stderr
 
 
-def test_reports_keep_the_users_umask(tmp_path):
-    code = ("import os, sys\nos.umask(0o022)\nfrom diagnostics.cli import main\n"
-            "sys.exit(main(['report', '--out', 'out', '--no-progress']))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          capture_output=True, text=True, timeout=300)
+def test_reports_keep_the_users_umask(report_run):
+    proc, out = report_run  # written under the umask 022
     assert proc.returncode in (0, 1), proc.stderr
-    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").iterdir()}
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
     assert modes == {"resolution-report.md": "0o644", "resolution-report.html": "0o644",
                      "resolution-report.json": "0o644"}
 

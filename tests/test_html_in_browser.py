@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import dump_dom, measure_layout, screenshot
+from tests.browser import Browser, dump_dom, measure_layout, screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "<script>document.title='PWNED';document.documentElement.setAttribute('data-pwned','script')</script>"
 IMG = "<img src=x onerror=\"document.documentElement.setAttribute('data-pwned','img')\">"
 LINK = "<a href=\"javascript:document.documentElement.setAttribute('data-pwned','link')\">click</a>"
 PAYLOADS = (SCRIPT, IMG, LINK)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One Chromium for every page of this module."""
+    chromium = Browser(tmp_path_factory.mktemp("chromium") / "profile")
+    yield chromium
+    chromium.close()
 
 
 class _Elements(HTMLParser):
@@ -70,7 +78,7 @@ CHECKS = [
 """
 
 
-def test_our_html_report_is_inert_in_chromium(tmp_path):
+def test_our_html_report_is_inert_in_chromium(tmp_path, browser):
     (tmp_path / "hostilechecks.py").write_text(FAKE_CHECKS)
     hostile_name = tmp_path / "<img src=x onerror=alert(1)>.ckpt"
     hostile_name.write_bytes(bytes(range(256)))  # binary junk: a bad checkpoint (a text file is a usage error)
@@ -85,16 +93,16 @@ def test_our_html_report_is_inert_in_chromium(tmp_path):
                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     page = tmp_path / "out" / "resolution-report.html"
-    dom = dump_dom(page, tmp_path / "profile")
+    dom = dump_dom(page, browser)
     assert_inert(dom)
     assert "Key names &lt;img src=x onerror=" in dom  # shown as text
     assert "&lt;img src=x onerror=alert(1)&gt;.ckpt" in dom
-    png = screenshot(page, tmp_path / "out" / "resolution-report.png", tmp_path / "profile")
+    png = screenshot(page, tmp_path / "out" / "resolution-report.png", browser)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.skipif(sys.version_info < (3, 9), reason="pytest-html 4 needs Python 3.9")
-def test_pytest_html_report_is_inert_in_chromium(pytester, tmp_path, monkeypatch):
+def test_pytest_html_report_is_inert_in_chromium(pytester, monkeypatch, browser):
     pytest.importorskip("pytest_html")
     pytester.makepyfile(hostilechecks=FAKE_CHECKS)
     pytester.makeconftest("import diagnostics.registry as r\n"
@@ -107,13 +115,13 @@ def test_pytest_html_report_is_inert_in_chromium(pytester, tmp_path, monkeypatch
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--html=reports/", "--self-contained-html")
     assert result.ret == 1
     page = pytester.path / "reports" / "report.html"
-    dom = dump_dom(page, tmp_path / "profile")
+    dom = dump_dom(page, browser)
     assert_inert(dom)
     assert "unexpected key model." in dom  # the extras rendered (pytest-html's own JS ran)
-    screenshot(page, pytester.path / "reports" / "report.png", tmp_path / "profile")
+    screenshot(page, pytester.path / "reports" / "report.png", browser)
 
 
-def test_our_html_report_opens_with_status_actions_and_the_area_table(tmp_path):
+def test_our_html_report_opens_with_status_actions_and_the_area_table(tmp_path, browser):
     """At 1400x900 the action list and the per-area table are on the first screen; skips are collapsed."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "diagnostics", "report", "--out", "out", "--no-progress"],
@@ -130,13 +138,13 @@ def test_our_html_report_opens_with_status_actions_and_the_area_table(tmp_path):
     assert skipped > 0 and not_rendered == skipped, layout  # every skipped check sits in a closed <details>
     evidence, closed = layout["hidden"]["details.evidence pre"]
     assert closed == evidence, layout
-    dom = dump_dom(page, tmp_path / "profile")
+    dom = dump_dom(page, browser)
     assert "<details class=\"skipped\" open" not in dom
-    screenshot(page, tmp_path / "out" / "first-screen.png", tmp_path / "profile", size="1400,900")
+    screenshot(page, tmp_path / "out" / "first-screen.png", browser, size="1400,900")
 
 
 @pytest.mark.skipif(sys.version_info < (3, 9), reason="pytest-html 4 needs Python 3.9")
-def test_pytest_html_report_opens_with_actions_and_collapsed_skips(pytester, tmp_path, monkeypatch):
+def test_pytest_html_report_opens_with_actions_and_collapsed_skips(pytester, tmp_path, monkeypatch, browser):
     pytest.importorskip("pytest_html")
     pytester.makepyfile(fewchecks="""
 from diagnostics.findings import Finding, Status
@@ -166,4 +174,4 @@ CHECKS = [Check("ckpt.a-fail", "a", _one("ckpt.a-fail", Status.FAIL, "broken",
     assert rows == 12 and hidden == 12, layout  # skips collapsed
     rows, hidden = layout["hidden"]["tbody.failed .extras-row"]
     assert rows == 1 and hidden == 0, layout  # the failure stays open
-    screenshot(page, pytester.path / "reports" / "first-screen.png", tmp_path / "profile", size="1400,900")
+    screenshot(page, pytester.path / "reports" / "first-screen.png", browser, size="1400,900")

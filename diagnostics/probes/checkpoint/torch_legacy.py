@@ -190,7 +190,14 @@ def _read_legacy(buf, fh, size: int, result: ReadResult) -> ReadResult:
         result.container["protocol_version"] = plain_value(parts[1].root)
     keys_node = parts[4].root
     keys = [k for k in (keys_node.elems if isinstance(keys_node, Node) else []) if isinstance(k, str)]
-    storages = _legacy_storages(parts[3].root, size)
+    # One pass over the object pickle gives the tensors and the storages' dtypes, which say where each
+    # storage's bytes start; the tensors' offsets are filled in once those are known.
+    before = len(result.problems)
+    storages: Dict[str, Dict[str, Any]] = {}
+    interpret(parts[3].root, result, storages, _no_storage_offsets, limit=size)
+    _storages_elsewhere(parts[3].root, storages)
+    tensor_problems = result.problems[before:]
+    del result.problems[before:]
     offsets, end, truncated_at = _legacy_offsets(fh, keys, storages, parts[4].end, size)
     result.container["storages"] = len(keys)
     if truncated_at is not None:
@@ -200,7 +207,10 @@ def _read_legacy(buf, fh, size: int, result: ReadResult) -> ReadResult:
     elif end < size:
         result.container["trailing_bytes"] = size - end
         _scan_legacy_tail(buf, end, parts, result)
-    interpret(parts[3].root, result, {}, lambda key: offsets.get(key), limit=size)
+    result.problems.extend(tensor_problems)
+    for record in result.tensors:
+        start = offsets.get(record.storage)
+        record.offset = None if start is None else start + record.within
     missing = sorted({t.storage for t in result.tensors if t.storage not in keys})
     if missing:
         result.problems.append(problem("missing-storage",
@@ -220,20 +230,18 @@ def _legacy_cut_short(parts: List[PickleResult], size: int, result: ReadResult) 
     return result
 
 
-def _legacy_storages(root: Any, size: int) -> Dict[str, Dict[str, Any]]:
-    """Every storage's dtype, from the object pickle: the state dict's and those outside it (optimizer states).
+def _storages_elsewhere(root: Any, storages: Dict[str, Dict[str, Any]]) -> None:
+    """Adds the storages of the tensors outside the state dict (optimizer states) to the state dict's.
 
-    Each storage's size on disk is its element count times its element size.
+    With them `storages` has every storage's dtype; its size on disk is its element count times its
+    element size.
     """
-    storages: Dict[str, Dict[str, Any]] = {}
-    interpret(root, ReadResult(), storages, _no_storage_offsets, limit=size)
     elsewhere: List[Tuple[str, Dict[str, Any]]] = []
     TensorWalker().tensors(root, "", elsewhere)
     for _, info in elsewhere:
         st = storage_of(info["pid"])
         if st is not None:
             storages.setdefault(st["key"], storage_entry(st))
-    return storages
 
 
 def _legacy_offsets(fh, keys: List[str], storages: Dict[str, Dict[str, Any]], pos: int,
