@@ -85,6 +85,21 @@ def test_wrapping_at_any_width_keeps_the_answer(name, width, colour):
     assert top(changed) == top(text), (name, width)
 
 
+# Widths where a line of Python's own is exactly as long as the wrap by chance, or where few lines
+# reach the width: a caret line (k20 at 76), a code line before the exception line (k03 at 70, k06 at
+# 67), a caret line before it (k21 at 63), the width known only from cut frame lines (k20 at 77,
+# k21 reader at 80 and 88).
+@pytest.mark.parametrize("name, width", [
+    ("k20_html_as_safetensors.log", 76), ("k20_html_as_safetensors.log", 77), ("k03_pl2_ldm_import.log", 70),
+    ("k06_weights_only.log", 67), ("k21_truncated_zip.log", 63), ("k21_truncated_zip_reader.log", 80),
+    ("k21_truncated_zip_reader.log", 88)])
+def test_lines_as_long_as_the_wrap_by_chance_keep_the_answer(name, width):
+    text = TEXTS[name]
+    changed = relayout(text, 0, 0, False, False, width)
+    assert top(changed) == top(text), (name, width)
+    assert final_type(changed) == final_type(text)
+
+
 COMFY = """got prompt
 !!! Exception during processing !!!
 Error occurred when executing CheckpointLoaderSimple:

@@ -19,6 +19,8 @@ import re
 from collections import Counter
 from typing import List, Tuple
 
+from .records import CARET, EXC_LINE, looks_like_exception_type
+
 ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, hyperlinks
@@ -133,14 +135,21 @@ def wrap_width(lines: List[str]) -> int:
     """The width a log was hard-wrapped at, or 0 when it was not.
 
     A wrapped log has many lines of exactly the same, largest length (the wrap width) while
-    Python's own lines have every length."""
+    Python's own lines have every length. Where few lines are that long (lines cut before a space
+    lose it to the trailing-space strip), cuts tell: an indented traceback line at the width
+    followed by a piece at the line start that Python would not print there."""
     lengths = Counter(len(line) for line in set(lines) if 30 <= len(line) <= 400)
     if not lengths:
         return 0
     width = max(lengths)
     at_width = lengths[width]
     longer_share = at_width / max(1, sum(count for length, count in lengths.items() if length >= width - 20))
-    return width if at_width >= 3 and longer_share >= 0.5 else 0
+    if at_width >= 3 and longer_share >= 0.5:
+        return width
+    cuts = sum(1 for line, following in zip(lines, lines[1:])
+               if len(line) == width and strip_known_prefix(line)[:1].isspace() and following[:1].strip()
+               and not _starts_structure(following) and not _exception_line(following))
+    return width if cuts >= 2 else 0
 
 
 def unwrap(lines: List[str]) -> Tuple[List[str], List[int]]:
@@ -159,7 +168,7 @@ def unwrap(lines: List[str]) -> Tuple[List[str], List[int]]:
         origin = i + 1
         i += 1
         piece = line
-        while width and len(piece) >= width and i < count and lines[i].strip() and not _starts_structure(lines[i]):
+        while width and len(piece) >= width and i < count and _continues(piece, lines[i]):
             piece = lines[i]
             line += piece
             i += 1
@@ -178,6 +187,33 @@ def _starts_structure(line: str) -> bool:
     return (body.startswith(("Traceback (most recent call last)", "File \"", "During handling of the above",
                              "The above exception was"))
             or HEADER in line)
+
+
+_FRAME_WITH_FUNCTION = re.compile(r'^\s*File "[^"]+", line \d+, in \S+$')
+
+
+def _exception_line(line: str) -> bool:
+    """`SomeError: message` at the start of a line, as Python prints after a traceback's last frame."""
+    match = EXC_LINE.match(line)
+    if not match or not looks_like_exception_type(match.group("type")):
+        return False
+    return match.group("msg") is not None or match.group("type").endswith(("Error", "Exception", "Interrupt", "Exit"))
+
+
+def _continues(piece: str, following: str) -> bool:
+    """Whether `following` is the rest of `piece`, a line as long as the wrap width.
+
+    Python's own lines can be that long by chance: a caret line (its wrapped rest would be more
+    carets), a frame's code or caret line followed by the exception line, a whole frame line
+    followed by its indented code line (a cut name continues without indentation)."""
+    if not following.strip() or _starts_structure(following):
+        return False
+    body = strip_known_prefix(piece)
+    if CARET.match(body):
+        return bool(CARET.match(following))
+    if body[:1].isspace() and not following[:1].isspace() and _exception_line(following):
+        return False
+    return not (_FRAME_WITH_FUNCTION.match(body) and following[:1].isspace())
 
 
 def _join_frame_line(line: str, lines: List[str], i: int) -> Tuple[str, int]:
