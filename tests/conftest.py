@@ -8,6 +8,12 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# One intra-op thread per process (torch, and the children the tests start inherit it), unless the
+# caller chose a number: on the tests' tiny models torch's thread pool costs more than it computes,
+# and with one xdist worker per core its threads compete for the cores (a tiny UNet step, a few
+# milliseconds alone, then takes seconds).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 RUNTIME_DEPS = ["jinja2>=3.0", "requests>=2.20", "packaging>=20.0"]
 
 
