@@ -25,12 +25,35 @@ def bare_python(tmp_path_factory):
     if find_spec("torch") is None and find_spec("transformers") is None:
         return sys.executable
     env_dir = tmp_path_factory.mktemp("bare-env")
-    venv.EnvBuilder(with_pip=True).create(str(env_dir))
+    # This interpreter's pip installs into the new venv (`pip --python`, pip >= 22.3), which saves
+    # bootstrapping a pip into it; an older or missing pip falls back to that.
+    own_pip = _pip_can_target_another_python()
+    venv.EnvBuilder(with_pip=not own_pip).create(str(env_dir))
     python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
     # Without PYTHONPATH: pip would take a package found there as installed, and the venv would lack it.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *RUNTIME_DEPS],
-                          capture_output=True, text=True, timeout=600, env=env)
+
+    def install(pip):
+        return subprocess.run([*pip, "install", "-q", "--disable-pip-version-check", *RUNTIME_DEPS],
+                              capture_output=True, text=True, timeout=600, env=env)
+
+    proc = install([sys.executable, "-m", "pip", "--python", str(python)]) if own_pip else None
+    if proc is None or proc.returncode != 0:
+        if own_pip:  # e.g. a pip too new for the venv's Python: bootstrap the venv's own pip after all
+            subprocess.run([str(python), "-m", "ensurepip", "-q"], capture_output=True, timeout=600, env=env)
+        proc = install([str(python), "-m", "pip"])
     if proc.returncode != 0:
         pytest.skip(f"could not install the runtime dependencies into a fresh venv: {proc.stderr[-300:]}")
     return str(python)
+
+
+def _pip_can_target_another_python() -> bool:
+    """Whether this interpreter has a pip with `--python` (22.3 and later)."""
+    from importlib import metadata
+
+    from packaging.version import Version
+
+    try:
+        return Version(metadata.version("pip")) >= Version("22.3")
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
