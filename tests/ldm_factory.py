@@ -33,6 +33,7 @@ from typing import Dict, Optional
 
 from tests.ckpt_factory import CLIP_PREFIX, SD1_CLIP_PREFIX, TINY_UNET, TINY_VAE, config_dir, save_safetensors, \
     save_zip
+from tests.shared_build import build_once
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("v1-inference.yaml", "v1-inpainting-inference.yaml")
@@ -251,9 +252,6 @@ def build(out: Path) -> Dict:
     return manifest
 
 
-_BUILT: Dict[str, Dict] = {}
-
-
 def require_ldm_stack() -> None:
     """Skip the calling test when the real ldm stack (ldm, sdkit configs, torch, transformers...) is missing."""
     import importlib.util
@@ -267,15 +265,17 @@ def require_ldm_stack() -> None:
 
 
 def fixtures(tmp_path_factory) -> Dict:
-    """The built fixtures (manifest + shim dir), built once per pytest run."""
-    key = str(tmp_path_factory.getbasetemp())
-    if key not in _BUILT:
-        require_ldm_stack()
-        shim = pl_shim(tmp_path_factory.mktemp("pl-shim"))
-        manifest = build_in_child(tmp_path_factory.mktemp("tiny-ldm"), shim)
-        manifest["shim"] = str(shim)
-        _BUILT[key] = manifest
-    return _BUILT[key]
+    """The built fixtures (manifest + shim dir), built once per pytest run, also across xdist workers
+    (tests/shared_build.py). Read-only: tests that change a file copy it first."""
+    require_ldm_stack()
+    return build_once(tmp_path_factory, "tiny-ldm", _build_fixtures)
+
+
+def _build_fixtures(folder: Path) -> Dict:
+    shim = pl_shim(folder / "pl-shim")
+    manifest = build_in_child(folder / "models", shim)
+    manifest["shim"] = str(shim)
+    return manifest
 
 
 def build_in_child(out: Path, shim_dir: Path, timeout: float = 600) -> Dict:

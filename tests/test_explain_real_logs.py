@@ -17,6 +17,7 @@ import pytest
 
 from diagnostics.context import Context
 from diagnostics.knowledge.explain import explain_file
+from tests.shared_build import build_once
 
 LOGS = Path(__file__).parent / "logs"
 _spec = importlib.util.spec_from_file_location("real_code", LOGS / "real_code.py")
@@ -26,12 +27,16 @@ _spec.loader.exec_module(real_code)
 pytest.importorskip("torch", reason="the real code paths need torch")
 
 
-@pytest.fixture(scope="module")
-def fresh_logs(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("real-logs")
+def _capture(out: Path) -> str:
     proc = subprocess.run([sys.executable, str(LOGS / "real_code.py"), str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    return out
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def fresh_logs(tmp_path_factory) -> Path:
+    """The captures, made once per test run (also when xdist spreads this module over workers)."""
+    return Path(build_once(tmp_path_factory, "real-logs", _capture))
 
 
 # Also right where the installed versions print other lines: huggingface_hub before 1.0 logs no

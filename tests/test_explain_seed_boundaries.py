@@ -55,10 +55,26 @@ def _registered(ctx) -> set:
     return {code for check in checks for code in [check.code] + [doc.code for doc in getattr(check, "emits", ())]}
 
 
+@pytest.fixture(scope="module")
+def context_of(tmp_path_factory):
+    """The Context of the world a capture was made in, one per kind of world (offline, no network):
+    its checks run once and every capture made in that world is explained with their results."""
+    made = {}
+
+    def context(name: str) -> Context:
+        kind = "offline" if name.endswith("_offline.log") else "no_network"
+        if kind not in made:
+            home = tmp_path_factory.mktemp(kind)
+            made[kind] = Context(environ=world(home, name), cwd=home)
+        return made[kind]
+
+    return context
+
+
 @pytest.mark.skipif(not SEED, reason="the seed captures are not in this checkout")
 @pytest.mark.parametrize("path", SEED, ids=lambda p: p.name)
-def test_seed_capture_is_the_clip_files_cause_confirmed_here(path, tmp_path):
-    ctx = Context(environ=world(tmp_path, path.name), cwd=tmp_path)
+def test_seed_capture_is_the_clip_files_cause_confirmed_here(path, context_of):
+    ctx = context_of(path.name)
     missing = {"cache.offline-flag", "cache.model-missing"} - _registered(ctx)
     if missing:
         pytest.skip(f"no check registered for {sorted(missing)} on this installation")

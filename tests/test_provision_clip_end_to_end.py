@@ -21,6 +21,7 @@ import pytest
 
 from tests.ckpt_factory import require_ldm
 from tests.fakehub import closed_port, hermetic_env, pythonpath
+from tests.shared_build import build_once, shared_root
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a photo of a dog"
@@ -47,9 +48,10 @@ import contextlib, io, json, sys
 from pathlib import Path
 import torch
 from omegaconf import OmegaConf
-from tests.ckpt_factory import (CLIP_L, TINY_UNET, TINY_VAE, _quiet_imports, config_dir, lightning_checkpoint,
-                                offline_clip, save_zip)
+from transformers import CLIPTextConfig, CLIPTextModel
+from tests.ckpt_factory import CLIP_L, TINY_UNET, TINY_VAE, _quiet_imports, config_dir, lightning_checkpoint, save_zip
 _quiet_imports()
+import ldm.modules.encoders.modules as encoders
 import ldm.util
 
 out = Path(sys.argv[1])
@@ -60,10 +62,46 @@ for key, value in TINY_UNET.items():
 for key, value in TINY_VAE.items():
     cfg.model.params.first_stage_config.params.ddconfig[key] = value
 OmegaConf.save(cfg, str(out / "v1-inference-tiny-unet.yaml"))  # cond_stage_config: FrozenCLIPEmbedder, defaults
+
+
+class TextModel:
+    # What FrozenCLIPEmbedder's CLIPTextModel.from_pretrained(version) returns here: ViT-L/14's text
+    # tower built from its config with its parameters on the meta device, so torch's and transformers'
+    # initialisers do not fill 123 M numbers twice; the values are drawn once, below.
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        register = torch.nn.Module.register_parameter
+
+        def on_meta(module, name, param):
+            if param is not None:
+                param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            register(module, name, param)
+
+        torch.nn.Module.register_parameter = on_meta
+        try:
+            return CLIPTextModel(CLIPTextConfig(**CLIP_L))
+        finally:
+            torch.nn.Module.register_parameter = register
+
+
+class Tokenizer:  # the tokenizer files are what provision-clip writes; the checkpoint has none
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        return object()
+
+
+encoders.CLIPTextModel, encoders.CLIPTokenizer = TextModel, Tokenizer
 torch.manual_seed(0)
-with offline_clip(CLIP_L), contextlib.redirect_stdout(io.StringIO()):
+with contextlib.redirect_stdout(io.StringIO()):
     model = ldm.util.instantiate_from_config(cfg.model)
-sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+gen = torch.Generator().manual_seed(0)
+sd = {}
+for key, value in model.state_dict().items():
+    if value.is_meta:  # the text tower's parameters: seeded random values on the scale of CLIP's own
+        value = torch.empty(value.shape, dtype=torch.float16).normal_(0.0, 0.02, generator=gen)
+        if key.endswith(".weight") and "layer_norm" in key.split(".")[-2]:
+            value += 1.0
+    sd[key] = (value.half() if value.is_floating_point() else value).contiguous()
 save_zip(lightning_checkpoint(sd), out / "sd-v1-tiny-unet.ckpt")
 te = [k for k in sd if k.startswith("cond_stage_model.")]
 json.dump({"text_encoder_keys": len(te), "text_encoder_parameters": sum(sd[k].numel() for k in te),
@@ -114,15 +152,22 @@ def run(argv, env, cwd, timeout=600):
     return subprocess.run(argv, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def build_checkpoint(out: Path) -> dict:
+    proc = run([sys.executable, "-c", BUILD, str(out)], dict(os.environ, PYTHONPATH=pythonpath(ROOT)), ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "manifest.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     require_ldm()
+    # The checkpoint and its config: built once per test run, read-only.
+    manifest = build_once(tmp_path_factory, "clip-e2e-checkpoint", build_checkpoint)
+    built = shared_root(tmp_path_factory) / "clip-e2e-checkpoint"
+    ckpt, config = built / "sd-v1-tiny-unet.ckpt", built / "v1-inference-tiny-unet.yaml"
     root = tmp_path_factory.mktemp("clip-e2e")
-    env = hermetic_env(root, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", PYTHONPATH=pythonpath(ROOT))
-    proc = run([sys.executable, "-c", BUILD, str(root)], dict(os.environ, PYTHONPATH=pythonpath(ROOT)), ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    manifest = json.loads((root / "manifest.json").read_text())
-    ckpt, config = root / "sd-v1-tiny-unet.ckpt", root / "v1-inference-tiny-unet.yaml"
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}  # as tests/conftest.py set it
+    env = hermetic_env(root, HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", PYTHONPATH=pythonpath(ROOT), **threads)
     app = root / "app"  # the service's working directory
     app.mkdir()
 

@@ -6,8 +6,9 @@ libraries' own (torch, safetensors, transformers, huggingface_hub, ldm, the inte
 `--normalise` rewrites this machine's paths (site-packages, the interpreter prefix, this
 repository) to neutral ones, as for the copies kept in tests/logs/real/. Each scenario writes
 OUTDIR/<scenario>.log with what the process printed (stdout and stderr, in
-order), or OUTDIR/<scenario>.skip with the reason it cannot run on this machine. Groups run in
-their own interpreter because they need a different environment:
+order), or OUTDIR/<scenario>.skip with the reason it cannot run on this machine. The groups run
+in child interpreters because they need different environments (torch and hf share one: hf goes
+first, as it sets the Hub variables before either library is imported):
 
 - torch: state-dict mismatches through `nn.Module.load_state_dict`, `torch.load` of truncated,
   git-lfs-pointer and HTML files and of a Lightning-style checkpoint, safetensors header errors,
@@ -43,6 +44,7 @@ import types
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 GROUPS = ("torch", "hf", "ldm", "nolightning", "stray")
+IN_ONE_PROCESS = ("hf", "torch")  # in this order: hf sets HF_ENDPOINT and HF_HOME before the imports
 
 # scenario -> (group, signature it must be recognised as, what it runs)
 SCENARIOS = {
@@ -438,9 +440,13 @@ def group_ldm(out: str) -> None:
 
 
 def _site_packages() -> str:
-    import torch
+    """The site-packages torch is installed in (found, not imported: importing torch takes seconds)."""
+    import importlib.util
 
-    return os.path.dirname(os.path.dirname(torch.__file__))
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        raise ImportError("No module named 'torch'")
+    return os.path.dirname(os.path.dirname(spec.origin))
 
 
 def group_nolightning(out: str) -> None:
@@ -500,23 +506,27 @@ def main(argv) -> int:
     out = os.path.abspath(argv[1])
     os.makedirs(out, exist_ok=True)
     groups = argv[2:] or list(GROUPS)
-    if len(groups) == 1 and groups[0] in ("torch", "hf"):
-        try:
-            {"torch": group_torch, "hf": group_hf}[groups[0]](out)
-        except ImportError as exc:
-            for name, (group, _, _) in SCENARIOS.items():
-                if group == groups[0] and not os.path.exists(os.path.join(out, name + ".log")):
-                    _write(out, name, f"{groups[0]} group cannot run: {exc}", skipped=True)
+    if set(groups) <= set(IN_ONE_PROCESS):
+        for current in [g for g in IN_ONE_PROCESS if g in groups]:
+            try:
+                {"torch": group_torch, "hf": group_hf}[current](out)
+            except ImportError as exc:
+                for name, (group, _, _) in SCENARIOS.items():
+                    if group == current and not os.path.exists(os.path.join(out, name + ".log")):
+                        _write(out, name, f"{current} group cannot run: {exc}", skipped=True)
+        if norm:
+            normalise(out)
         return 0
-    # The torch and hf groups run side by side; nolightning needs the torch group's checkpoint.
-    children = {g: subprocess.Popen([sys.executable, os.path.abspath(__file__), out, g], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
-                for g in groups if g in ("torch", "hf")}
+    # The torch and hf groups run in one child, side by side with ldm and stray; nolightning needs the
+    # torch group's checkpoint.
+    shared = [g for g in IN_ONE_PROCESS if g in groups]
+    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), out, *shared], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True) if shared else None
     for group in groups:
         if group in ("ldm", "stray"):
             {"ldm": group_ldm, "stray": group_stray}[group](out)
-    for group, child in children.items():
-        _write(out, f"_group_{group}", child.communicate()[0])
+    if child is not None:
+        _write(out, "_group_" + "_".join(shared), child.communicate()[0])
     if "nolightning" in groups:
         group_nolightning(out)
     if norm:
