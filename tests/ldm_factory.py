@@ -278,6 +278,41 @@ def _build_fixtures(folder: Path) -> Dict:
     return manifest
 
 
+def seed_config(config: str, out: Path) -> Path:
+    """`config` with cond_stage_config as the seed's: FrozenCLIPEmbedder with its default `version`."""
+    head, _, _ = Path(config).read_text(encoding="utf-8").partition("    cond_stage_config:")
+    out.write_text(head + "    cond_stage_config:\n      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder\n",
+                   encoding="utf-8")
+    return out
+
+
+def seed_report(tmp_path_factory) -> Dict:
+    """The seed scenario through the command line, run once per pytest run: `report --format json` on the
+    tiny txt2img model with the default CLIP id, offline (HF_HUB_OFFLINE=1, the Hub endpoint at a closed
+    local port) with an empty Hugging Face cache. Returns the paths, the exit code and the output; the
+    report is `report` (tests/test_model_ldm.py reads its findings, tests/test_progress.py the progress
+    lines on stderr)."""
+    tiny = fixtures(tmp_path_factory)
+    return build_once(tmp_path_factory, "seed-report", lambda folder: _run_seed_report(folder, tiny))
+
+
+def _run_seed_report(folder: Path, tiny: Dict) -> Dict:
+    from tests.fakehub import closed_port
+
+    config = seed_config(tiny["configs"]["v1-inference.yaml"], folder / "v1-inference-default-clip.yaml")
+    hf_home = folder / "empty-hf-home"
+    hf_home.mkdir()
+    app = folder / "app"
+    app.mkdir()
+    env = child_env([tiny["shim"]], HOME=folder, HF_HOME=hf_home, HF_HUB_OFFLINE="1",
+                    HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+    proc = subprocess.run([sys.executable, "-m", "diagnostics", "report", "--out", "out", "--config", str(config),
+                           "--checkpoint", tiny["checkpoints"]["txt2img.safetensors"], "--format", "json"],
+                          cwd=str(app), env=env, capture_output=True, text=True, timeout=600)
+    return {"config": str(config), "hf_home": str(hf_home), "returncode": proc.returncode, "stdout": proc.stdout,
+            "stderr": proc.stderr, "report": str(app / "out" / "resolution-report.json")}
+
+
 def build_in_child(out: Path, shim_dir: Path, timeout: float = 600) -> Dict:
     """Run `build` in a child interpreter (with the Lightning shim), as the harness runs models."""
     proc = subprocess.run([sys.executable, "-m", "tests.ldm_factory", str(out)], cwd=str(ROOT),

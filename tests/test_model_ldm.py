@@ -16,7 +16,7 @@ import pytest
 from diagnostics.context import Context, Options
 from diagnostics.findings import Finding, Status
 from diagnostics.registry import get_check, run_check
-from tests.ldm_factory import child_env, fixtures, pl2_layout, pl_has_distributed_rank_zero_only
+from tests.ldm_factory import child_env, fixtures, pl2_layout, pl_has_distributed_rank_zero_only, seed_report
 
 CODES = ("config.load", "config.targets", "config.in-channels", "config.context-dim", "config.use-ema",
          "config.cond-stage", "model.import", "model.instantiate", "model.load-keys", "model.smoke-forward",
@@ -158,27 +158,23 @@ def test_rank_zero_only_import_error_from_the_real_ldm(tiny, tmp_path):
     assert found["model.instantiate"].status is Status.SKIP
 
 
-def test_seed_scenario_default_clip_id_offline_with_an_empty_cache(tiny, tmp_path):
-    config = Path(tiny["configs"]["v1-inference.yaml"]).read_text(encoding="utf-8")
-    head, _, tail = config.partition("    cond_stage_config:")
-    seed = tmp_path / "v1-inference-default-clip.yaml"
-    seed.write_text(head + "    cond_stage_config:\n      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder\n",
-                    encoding="utf-8")
-    empty_home = tmp_path / "empty-hf-home"
-    empty_home.mkdir()
-    found, ctx = check_all(str(seed), tiny["checkpoints"]["txt2img.safetensors"], tmp_path=tmp_path,
-                           environ=env(tiny, HF_HOME=empty_home, HF_HUB_OFFLINE="1"))
+def test_seed_scenario_default_clip_id_offline_with_an_empty_cache(tmp_path_factory):
+    # The command line's run, which tests/test_progress.py reads too: one model child for both.
+    run = seed_report(tmp_path_factory)
+    assert run["returncode"] == 1, run["stderr"][-3000:]
+    report = json.loads(Path(run["report"]).read_text(encoding="utf-8"))
+    found = {f["code"]: f for f in report["findings"]}
     inst = found["model.instantiate"]
-    assert inst.status is Status.FAIL and inst.blocking
-    assert "'openai/clip-vit-large-patch14'" in inst.summary and "offline mode is on" in inst.summary
+    assert inst["status"] == "fail" and inst["blocking"]
+    assert "'openai/clip-vit-large-patch14'" in inst["summary"] and "offline mode is on" in inst["summary"]
     for name in ("vocab.json", "merges.txt", "config.json"):
-        assert name in inst.summary
-    assert inst.evidence["text_encoder_files"]["cache_dir"] == str(empty_home / "hub")
-    assert inst.evidence["related_checks"] == ["cache.model-missing", "tokenizer.functional", "hub.dns"]
-    assert "hf download openai/clip-vit-large-patch14" in inst.fix
-    assert "Traceback" not in inst.summary and "Traceback" in inst.evidence["traceback"]
-    assert found["model.load-keys"].status is Status.SKIP
-    assert ctx.facts["model"]["error"]["stage"] == "instantiate"
+        assert name in inst["summary"]
+    assert inst["evidence"]["text_encoder_files"]["cache_dir"] == str(Path(run["hf_home"]) / "hub")
+    assert inst["evidence"]["related_checks"] == ["cache.model-missing", "tokenizer.functional", "hub.dns"]
+    assert "hf download openai/clip-vit-large-patch14" in inst["fix"]
+    assert "Traceback" not in inst["summary"] and "Traceback" in inst["evidence"]["traceback"]
+    assert found["model.load-keys"]["status"] == "skip"
+    assert report["facts"]["model"]["error"]["stage"] == "instantiate"
 
 
 def test_a_misspelt_target_is_found_in_the_installed_ldm_sources_without_importing(tiny, tmp_path):

@@ -2,9 +2,6 @@
 
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +10,6 @@ import pytest
 from diagnostics import progress
 from diagnostics.context import run_command
 
-ROOT = Path(__file__).resolve().parents[1]
 MARK = "@@ldm-diagnostics@@ "
 
 # A child that reports stages the way the model child does (begin/end events with its own times).
@@ -112,29 +108,20 @@ def test_hashing_progress_is_one_step_per_label_in_gib():
     assert lines == ["[ ] checkpoint: sha256 of 2.00 GiB...", "[+] checkpoint: sha256 of 2.00 GiB: done (4.0 s)"]
 
 
-def _closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_report_off_a_terminal_shows_the_model_build_with_the_tables_stage_times(tmp_path):
-    """The real model child (ldm, an SD 1.x config) in the seed scenario: CLIP cannot load."""
+def test_report_off_a_terminal_shows_the_model_build_with_the_tables_stage_times(tmp_path_factory):
+    """The real model child (ldm, an SD 1.x config) in the seed scenario: CLIP cannot load. The command
+    line's run is shared with tests/test_model_ldm.py, which checks its findings."""
     pytest.importorskip("torch")
     pytest.importorskip("ldm")
-    from tests.ckpt_factory import config_dir
+    from tests.ldm_factory import seed_report
 
-    config = config_dir() / "v1-inference.yaml"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
-               HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}")
-    proc = subprocess.run([sys.executable, "-m", "diagnostics", "report", "--out", "out", "--config", str(config),
-                           "--format", "json"], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
-    lines = proc.stderr.splitlines()  # stderr is a pipe here: start and end lines, no \r
-    assert "\r" not in proc.stderr
+    run = seed_report(tmp_path_factory)
+    assert run["returncode"] == 1, run["stderr"]
+    lines = run["stderr"].splitlines()  # stderr is a pipe here: start and end lines, no \r
+    assert "\r" not in run["stderr"]
     start = lines.index("[ ] model: building it in a child process (timeout 60 s)...")
     end = next(line for line in lines[start:] if line.startswith(("[+] model:", "[x] model:")))
-    facts = json.loads((tmp_path / "out" / "resolution-report.json").read_text())["facts"]["model"]
+    facts = json.loads(Path(run["report"]).read_text())["facts"]["model"]
     for stage, data in facts["stages"].items():
         assert f"{stage} {data['seconds']:.1f} s" in end  # the same numbers as the report's table
     assert "[ ] tokenizer: loading openai/clip-vit-large-patch14 in a child process (timeout 60 s)..." in lines
