@@ -15,6 +15,10 @@
 - `manifest.json`: the facts the tests compare with (key counts, the installed transformers' key
   names), measured from the models, not written by hand.
 
+`fixtures(tmp_path_factory)` builds them once per pytest run (also across xdist workers) and
+`seed_report(tmp_path_factory)` runs the seed scenario's `report` on them once, for the test modules
+that look at it.
+
 `pl_shim(dir)` makes `pytorch_lightning.utilities.distributed.rank_zero_only` importable again under
 pytorch-lightning 2.x, so tests can go past the import error that `model.import` reports.
 """
@@ -289,9 +293,8 @@ def seed_config(config: str, out: Path) -> Path:
 def seed_report(tmp_path_factory) -> Dict:
     """The seed scenario through the command line, run once per pytest run: `report --format json` on the
     tiny txt2img model with the default CLIP id, offline (HF_HUB_OFFLINE=1, the Hub endpoint at a closed
-    local port) with an empty Hugging Face cache. Returns the paths, the exit code and the output; the
-    report is `report` (tests/test_model_ldm.py reads its findings, tests/test_progress.py the progress
-    lines on stderr)."""
+    local port) with an empty Hugging Face cache. Returns the exit code, stdout, stderr and paths (`report`:
+    the JSON report). tests/test_model_ldm.py checks its findings, tests/test_progress.py its progress lines."""
     tiny = fixtures(tmp_path_factory)
     return build_once(tmp_path_factory, "seed-report", lambda folder: _run_seed_report(folder, tiny))
 
