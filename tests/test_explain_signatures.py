@@ -1,4 +1,4 @@
-"""Every knowledge-base signature (K01-K33) is recognised on a realistic log.
+"""Every knowledge-base signature is recognised on a realistic log.
 
 The logs are in tests/logs (see its README: `real/` was produced by running the real code path,
 `doc_*` was written from the documented wording). A file name lists the signatures it must match:

@@ -4,6 +4,8 @@ import datetime as dt
 import json
 import re
 
+import pytest
+
 from diagnostics.context import Context, Options
 from diagnostics.findings import Finding, Status
 from diagnostics.registry import Check, CheckResult, all_checks, run_check
@@ -142,23 +144,33 @@ def test_a_remedy_shows_before_and_after_in_solution_and_verification():
 
 
 def test_checkpoint_section_has_a_facts_table_and_an_inline_svg_chart():
+    components = {
+        "unet": {"bytes": 1_719_071_928, "bytes_by_dtype": {"float16": 1_719_071_928}},
+        "text_encoder": {"bytes": 246_121_576, "bytes_by_dtype": {"float16": 246_120_960, "int64": 616}},
+        "vae": {"bytes": 167_335_342, "bytes_by_dtype": {"float32": 167_335_342}},
+    }
     ctx = Context(Options(checkpoint="m.ckpt"), environ={})
     ctx.set_fact("checkpoint", {
         "format": "torch-zip", "size_bytes": 4_265_000_000, "safe": True, "family": "sd1", "variant": "inpainting",
         "unet_in_channels": 9, "tensors_total": 1831, "parameters_total": 1_066_235_307,
         "text_encoder": {"present": True, "kind": "clip-l"}, "ema": {"present": True},
-        "components": {
-            "unet": {"bytes": 1_719_071_928, "bytes_by_dtype": {"float16": 1_719_071_928}},
-            "text_encoder": {"bytes": 246_121_576, "bytes_by_dtype": {"float16": 246_120_960, "int64": 616}},
-            "vae": {"bytes": 167_335_342, "bytes_by_dtype": {"float32": 167_335_342}},
-        }})
+        "components": components})
     report = build_report([_result("ckpt.format", Status.OK)], ctx)
     assert ("Family / variant", "sd1 / inpainting") in report.checkpoint_table
     assert [b["component"] for b in report.checkpoint_chart] == ["unet", "text_encoder", "vae"]
-    assert report.checkpoint_chart[0]["segments"][0]["w"] == 560.0  # the largest bar spans the chart
+    chart = report.checkpoint_chart
+    widest = max(bar["end"] for bar in chart)
+    assert chart[0]["end"] == widest  # the largest component's bar spans the whole chart
+    for bar in chart:  # each bar is as long as its share of the largest component, and its segments abut
+        share = components[bar["component"]]["bytes"] / max(c["bytes"] for c in components.values())
+        assert abs(bar["end"] - widest * share) <= 0.5
+        ends = [seg["x"] + seg["w"] for seg in bar["segments"]]
+        assert [seg["x"] for seg in bar["segments"][1:]] == pytest.approx(ends[:-1], abs=0.1)
     page = render_html(report)
     assert "<svg" in page and "<title>unet float16: 1.6 GiB</title>" in page
-    assert page.count("<rect") == 4 + 3  # 4 dtype segments + a legend entry per dtype
+    segments = sum(len(bar["segments"]) for bar in chart)
+    dtypes = {seg["dtype"] for bar in chart for seg in bar["segments"]}
+    assert page.count("<rect") == segments + len(dtypes)  # one rect per segment, one legend swatch per dtype
     md = render_markdown(report)
     assert "| text_encoder | 234.7 MiB | float16 234.7 MiB, int64 616 B |" in md
 
