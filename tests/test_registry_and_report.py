@@ -160,14 +160,22 @@ def test_checkpoint_section_has_a_facts_table_and_an_inline_svg_chart():
     assert [b["component"] for b in report.checkpoint_chart] == ["unet", "text_encoder", "vae"]
     chart = report.checkpoint_chart
     widest = max(bar["end"] for bar in chart)
-    assert chart[0]["end"] == widest  # the largest component's bar spans the whole chart
+    assert chart[0]["end"] == widest
+    # the largest bar spans the chart's full width whatever the checkpoint's size
+    small = Context(Options(checkpoint="m.ckpt"), environ={})
+    small.set_fact("checkpoint", {"components": {name: {"bytes": c["bytes"] // 1000, "bytes_by_dtype": {
+        dtype: n // 1000 for dtype, n in c["bytes_by_dtype"].items()}} for name, c in components.items()}})
+    assert build_report([_result("ckpt.format", Status.OK)], small).checkpoint_chart[0]["end"] == widest
+    largest = max(c["bytes"] for c in components.values())
     for bar in chart:  # each bar is as long as its share of the largest component, and its segments abut
-        share = components[bar["component"]]["bytes"] / max(c["bytes"] for c in components.values())
-        assert abs(bar["end"] - widest * share) <= 0.5
+        assert abs(bar["end"] - widest * components[bar["component"]]["bytes"] / largest) <= 0.5
         ends = [seg["x"] + seg["w"] for seg in bar["segments"]]
         assert [seg["x"] for seg in bar["segments"][1:]] == pytest.approx(ends[:-1], abs=0.1)
     page = render_html(report)
     assert "<svg" in page and "<title>unet float16: 1.6 GiB</title>" in page
+    svg_width = float(re.search(r'<svg[^>]* width="([\d.]+)"', page).group(1))
+    right_edges = [float(x) + float(w) for x, w in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)]
+    assert max(right_edges) <= svg_width  # the widest bar is drawn inside the figure
     segments = sum(len(bar["segments"]) for bar in chart)
     dtypes = {seg["dtype"] for bar in chart for seg in bar["segments"]}
     assert page.count("<rect") == segments + len(dtypes)  # one rect per segment, one legend swatch per dtype
